@@ -1,0 +1,149 @@
+"""Sampler backends: n continuations of one prompt.
+
+The protocol is one method, ``sample(messages, n, params) -> list[Completion]``. Asking for
+all n samples in one request lets the engine compute the shared prompt once (prefix sharing),
+which is where repeated sampling gets cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass
+class SamplingParams:
+    n: int = 8
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_tokens: int = 2048
+    seed: int | None = 0
+    stop: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str | None
+    seed: int | None
+    index: int
+
+
+class SamplerError(Exception):
+    """The backend could not produce samples; the message says why and what to do."""
+
+
+class Sampler(Protocol):
+    model: str
+
+    def sample(self, messages: list[dict[str, str]], params: SamplingParams) -> list[Completion]:
+        ...
+
+    def count_tokens(self, messages: list[dict[str, str]]) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def cpu_defaults() -> None:
+    """Settings the vLLM CPU build needs here, unless the user set them.
+
+    By default that build binds one core and reserves the rest; sampling and verifying run in
+    separate phases of a problem, so sampling takes all cores.
+    """
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    n = os.cpu_count() or 1
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{n - 1}" if n > 1 else "0")
+    os.environ.setdefault("VLLM_CPU_RESERVED_CPU_NUM", "0")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:  # noqa: BLE001
+        return False
+
+
+class VLLMSampler:
+    """vLLM's in-process engine (``vllm`` on a GPU, ``vllm-cpu`` on a CPU).
+
+    vLLM starts its engine core in a spawned process: scripts that use this need an
+    ``if __name__ == "__main__":`` guard.
+    """
+
+    def __init__(self, model_dir: str, name: str | None = None, max_model_len: int = 8192,
+                 prefix_caching: bool = True, enforce_eager: bool = True,
+                 dtype: str = "bfloat16") -> None:
+        if not _has_cuda():
+            cpu_defaults()
+        try:
+            from vllm import LLM
+        except ImportError as exc:
+            raise SamplerError(
+                "vLLM is not installed: run the set-up step in the README "
+                "(pip install -e '.[vllm]'), or use --endpoint URL for an OpenAI-compatible "
+                f"server. ({exc})"
+            ) from exc
+        self.model = name or os.path.basename(str(model_dir).rstrip("/"))
+        self.model_dir = str(model_dir)
+        self.max_model_len = max_model_len
+        self.llm = LLM(
+            model=str(model_dir),
+            dtype=dtype,
+            max_model_len=max_model_len,
+            enable_prefix_caching=prefix_caching,
+            enforce_eager=enforce_eager,
+            seed=0,
+        )
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def count_tokens(self, messages: list[dict[str, str]]) -> int:
+        ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                                 tokenize=True)
+        if isinstance(ids, dict):
+            ids = ids["input_ids"]
+        return len(ids)
+
+    def sample(self, messages: list[dict[str, str]], params: SamplingParams) -> list[Completion]:
+        from vllm import SamplingParams as VParams
+
+        prompt_tokens = self.count_tokens(messages)
+        room = self.max_model_len - prompt_tokens
+        if room < 16:
+            raise SamplerError(
+                f"the prompt has {prompt_tokens} tokens, over the model's context of "
+                f"{self.max_model_len}: give fewer or smaller files"
+            )
+        vp = VParams(
+            n=params.n,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            max_tokens=min(params.max_tokens, room),
+            seed=params.seed,
+            stop=params.stop or None,
+        )
+        out = self.llm.chat(messages, vp, use_tqdm=False)[0]
+        n_prompt = len(out.prompt_token_ids or []) or prompt_tokens
+        return [
+            Completion(o.text, n_prompt, len(o.token_ids), o.finish_reason, params.seed, o.index)
+            for o in out.outputs
+        ]
+
+    def close(self) -> None:
+        llm = getattr(self, "llm", None)
+        if llm is None:
+            return
+        engine = getattr(llm, "llm_engine", None)
+        shutdown = getattr(getattr(engine, "engine_core", None), "shutdown", None)
+        if callable(shutdown):
+            shutdown()
+        self.llm = None

@@ -1,0 +1,320 @@
+"""The ``patchswarm`` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .problem import ProblemError
+
+console = Console(stderr=True)
+out = Console()
+
+
+class RichReporter:
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+        self.t0 = time.monotonic()
+
+    def stage(self, name: str) -> None:
+        console.print(f"[dim]{time.monotonic() - self.t0:7.1f}s[/] {self.prefix}{name}")
+
+    def log(self, msg: str) -> None:
+        console.print(f"[dim]          {msg}[/]")
+
+    def progress(self, name: str, total: int) -> Callable[[int], None]:
+        bar = Progress(TextColumn(f"          {name}"), BarColumn(), MofNCompleteColumn(),
+                       TimeElapsedColumn(), console=console, transient=False)
+        task = bar.add_task(name, total=total)
+        bar.start()
+        state = {"n": 0}
+
+        def advance(k: int = 1) -> None:
+            state["n"] += k
+            bar.advance(task, k)
+            if state["n"] >= total:
+                bar.stop()
+
+        return advance
+
+
+class LazySampler:
+    """Starts the engine on first use only, and once for many problems."""
+
+    def __init__(self, model: str, endpoint: str | None = None) -> None:
+        self.model_arg = model
+        self.endpoint = endpoint
+        self._sampler = None
+        self.load_seconds: dict[str, float] = {}
+
+    def __call__(self):  # noqa: ANN204
+        if self._sampler is None:
+            if self.endpoint:
+                from patchswarm.agent.openai_backend import OpenAISampler
+
+                self._sampler = OpenAISampler(self.endpoint, self.model_arg)
+                return self._sampler
+            from patchswarm.agent.models import resolve_model
+            from patchswarm.agent.sampler import VLLMSampler
+
+            console.print(f"[bold]model[/] {self.model_arg}")
+            t0 = time.monotonic()
+            path = resolve_model(self.model_arg)
+            self.load_seconds["fetch_and_convert"] = time.monotonic() - t0
+            t0 = time.monotonic()
+            console.print("[dim]          starting the vLLM engine…[/]")
+            self._sampler = VLLMSampler(str(path), name=self.model_arg)
+            self.load_seconds["engine_start"] = time.monotonic() - t0
+            console.print(f"[dim]          engine ready in {self.load_seconds['engine_start']:.0f}s[/]")
+        return self._sampler
+
+    def close(self) -> None:
+        if self._sampler is not None:
+            self._sampler.close()
+
+
+def _fail(msg: str) -> None:
+    console.print(f"[bold red]error:[/] {msg}")
+    sys.exit(2)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _default_model() -> str:
+    from patchswarm.agent.models import DEFAULT_MODEL
+
+    return os.environ.get("PATCHSWARM_MODEL", DEFAULT_MODEL)
+
+
+def _settings(**kw):  # noqa: ANN202
+    from .runner import RepairSettings
+
+    return RepairSettings(**{k: v for k, v in kw.items() if v is not None})
+
+
+@click.group()
+@click.version_option(package_name="patchswarm")
+def main() -> None:
+    """patchswarm: sample many candidate patches, verify each in a sandbox, rank what passed."""
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+model_option = click.option("--model", default=None,
+                            help="Model name or Hugging Face folder (default: the embedded "
+                                 "Qwen2.5-Coder-1.5B-Instruct).")
+endpoint_option = click.option("--endpoint", default=None,
+                               help="An OpenAI-compatible server (e.g. http://host:8000/v1) "
+                                    "instead of the in-process engine.")
+
+
+@main.command()
+@click.option("--repo", "repo", required=True, type=click.Path(path_type=Path),
+              help="The local git repository to repair (it is only read).")
+@click.option("--issue", "issue", required=True, type=click.Path(path_type=Path),
+              help="A file holding the issue text.")
+@click.option("--test", "test", required=True, help="The test command that shows the bug.")
+@click.option("-n", "n", default=8, show_default=True, help="Samples to draw.")
+@model_option
+@endpoint_option
+@click.option("--base", default=None, help="The commit to repair (default HEAD).")
+@click.option("--file", "files", multiple=True, help="A file to show the model (repeatable).")
+@click.option("--run-dir", type=click.Path(path_type=Path), default=None,
+              help="Where the run is written; the same folder resumes a run.")
+@click.option("--apply", "apply_", is_flag=True,
+              help="Apply the chosen patch to the repository's working tree.")
+@click.option("--allow-dirty", is_flag=True, help="Repair HEAD even if the tree has changes.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--temperature", default=0.8, show_default=True)
+@click.option("--format", "fmt", default="auto",
+              type=click.Choice(["auto", "whole_file", "search_replace", "udiff"]))
+@click.option("--install", default="", help="An install step run once in the image.")
+@click.option("--base-image", default=None, help="A registry image to build on instead.")
+@click.option("--ca-bundle", is_flag=True, help="Pass the host's CA bundle into image builds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def repair(repo: Path, issue: Path, test: str, n: int, model: str | None,
+           endpoint: str | None, base: str | None, files: tuple[str, ...],
+           run_dir: Path | None, apply_: bool, allow_dirty: bool, seed: int,
+           temperature: float, fmt: str, install: str, base_image: str | None,
+           ca_bundle: bool, as_json: bool) -> None:
+    """Repair a local git repository. Its working tree is never touched unless --apply."""
+    from .problem import local_problem
+    from .runner import repair as run_repair
+
+    if not issue.is_file():
+        _fail(f"issue file {issue} not found")
+    try:
+        problem = local_problem(repo, issue.read_text(), test, base=base,
+                                allow_dirty=allow_dirty, files=list(files), install=install)
+    except ProblemError as exc:
+        _fail(str(exc))
+    run_dir = run_dir or Path("patchswarm-runs") / problem.id
+    settings = _settings(n=n, seed=seed, temperature=temperature, fmt=fmt,
+                         base_image=base_image, ca_bundle=ca_bundle)
+    sampler = LazySampler(model or _default_model(), endpoint)
+    try:
+        result = run_repair(problem, sampler, settings, run_dir, RichReporter())
+    except ProblemError as exc:
+        _fail(str(exc))
+    finally:
+        sampler.close()
+    if apply_ and result.best_patch:
+        _apply_to_user_tree(Path(problem.repo), result.best_patch)
+    if as_json:
+        out.print_json(json.dumps(result.to_dict()))
+    else:
+        _print_results([result])
+        console.print(f"run folder: {result.run_dir}")
+    sys.exit(0 if result.solved else 1)
+
+
+def _apply_to_user_tree(repo: Path, patch: str) -> None:
+    import subprocess
+
+    with tempfile.NamedTemporaryFile("w", suffix=".diff", delete=False) as fh:
+        fh.write(patch)
+    proc = subprocess.run(["git", "-C", str(repo), "apply", "--check", fh.name],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        _fail(f"the chosen patch does not apply to the working tree: {proc.stderr.strip()}")
+    subprocess.run(["git", "-C", str(repo), "apply", fh.name], check=True)
+    console.print(f"applied the chosen patch to {repo}")
+
+
+def _print_results(results: list) -> None:  # noqa: ANN001
+    table = Table(title="patchswarm results")
+    for col in ("problem", "samples", "usable", "distinct", "verified", "solved",
+                "sampling s", "verify s/cand"):
+        table.add_column(col)
+    for r in results:
+        per = r.timings.get("verification", 0.0) / max(1, r.distinct)
+        table.add_row(r.problem_id, str(r.samples), str(r.parsed), str(r.distinct),
+                      str(r.verified), "yes" if r.solved else "no",
+                      f"{r.timings.get('sampling', 0.0):.1f}", f"{per:.2f}")
+    out.print(table)
+
+
+@main.command()
+@click.option("--examples", default=None,
+              help="Comma-separated example ids, or 'all' (default: the demo set).")
+@click.option("-n", "n", default=8, show_default=True, help="Samples per problem.")
+@model_option
+@endpoint_option
+@click.option("--run-dir", type=click.Path(path_type=Path), default=None)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def demo(examples: str | None, n: int, model: str | None, endpoint: str | None,
+         run_dir: Path | None, seed: int, as_json: bool) -> None:
+    """Repair the bundled example problems with the default model and print what happened."""
+    from patchswarm.tasks import examples as ex
+
+    from .problem import local_problem
+    from .runner import repair as run_repair
+
+    ids = (ex.DEMO_EXAMPLES if examples is None else
+           ex.list_examples() if examples == "all" else examples.split(","))
+    unknown = [i for i in ids if i not in ex.list_examples()]
+    if unknown:
+        _fail(f"unknown examples {unknown}; known: {', '.join(ex.list_examples())}")
+    model = model or _default_model()
+    run_dir = run_dir or Path("patchswarm-runs") / f"demo-{model}-n{n}-s{seed}"
+    sampler = LazySampler(model, endpoint)
+    settings = _settings(n=n, seed=seed)
+    results = []
+    t_start = time.monotonic()
+    try:
+        for i in ids:
+            meta = ex.load_example(i)
+            repo = ex.materialise(i, run_dir / "repos" / i)
+            problem = local_problem(repo, meta["issue"], meta["test_command"], problem_id=i,
+                                    files=meta.get("files"))
+            problem.fail_to_pass = list(meta.get("fail_to_pass", []))
+            problem.pass_to_pass = list(meta.get("pass_to_pass", []))
+            try:
+                results.append(run_repair(problem, sampler, settings, run_dir / i,
+                                          RichReporter(f"[{i}] ")))
+            except ProblemError as exc:
+                console.print(f"[red]{i}: {exc}[/]")
+    finally:
+        sampler.close()
+    wall = time.monotonic() - t_start
+    solved = sum(r.solved for r in results)
+    summary = {"model": model, "n": n, "seed": seed, "problems": len(ids), "solved": solved,
+               "wall_seconds": round(wall, 1), "model_load": sampler.load_seconds,
+               "results": [r.to_dict() for r in results]}
+    (run_dir / "demo.json").write_text(json.dumps(summary, indent=2))
+    if as_json:
+        out.print_json(json.dumps(summary))
+    else:
+        _print_results(results)
+        out.print(f"solved {solved} of {len(ids)} problems with {model} at n={n} "
+                  f"in {wall:.0f}s (runs in {run_dir})")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path, exists=True))
+@click.option("--json", "as_json", is_flag=True)
+def status(run_dir: Path, as_json: bool) -> None:
+    """Show the progress of a run folder."""
+    from .store import RunStore
+
+    store = RunStore(run_dir)
+    dirs = [run_dir] if (run_dir / "run.json").exists() else sorted(
+        p.parent for p in run_dir.glob("*/run.json"))
+    rows = []
+    for d in dirs:
+        s = RunStore(d)
+        run = s.read_json("run.json") or {}
+        cands = s.candidates()
+        verdicts = s.verdicts()
+        distinct = {c["key"] for c in cands if c.get("key")}
+        rows.append({
+            "run": str(d),
+            "wanted": run.get("settings", {}).get("n"),
+            "sampled": len(cands),
+            "distinct": len(distinct),
+            "verified": sum(1 for k in distinct if k in verdicts),
+            "passed": sum(1 for k in distinct if verdicts.get(k, {}).get("status") == "passed"),
+            "done": (d / "summary.json").exists(),
+        })
+    del store
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table(title=f"status of {run_dir}")
+    for col in ("run", "wanted", "sampled", "distinct", "verified", "passed", "done"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(str(r[c]) for c in ("run", "wanted", "sampled", "distinct",
+                                             "verified", "passed", "done")))
+    out.print(table)
+
+
+@main.group()
+def sandbox() -> None:
+    """Sandbox images and containers."""
+
+
+@sandbox.command("reap")
+@click.option("--all", "all_", is_flag=True, help="Also remove those of running processes.")
+def sandbox_reap(all_: bool) -> None:
+    """Remove sandbox containers left behind by crashed runs."""
+    from patchswarm.sandbox.container import reap
+
+    out.print(f"removed {reap(all_owners=all_)} containers")
+
+
+if __name__ == "__main__":
+    main()

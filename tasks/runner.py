@@ -1,0 +1,333 @@
+"""The in-process runner: sample → parse → de-duplicate → verify → rank, for one problem.
+
+This is the whole loop with no server. Each stage writes what it made to the run store as it
+goes, so running the same command again continues where a crash stopped it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from patchswarm.agent.candidate import Candidate
+from patchswarm.agent.context import is_test_file, select_files
+from patchswarm.agent.edits import parse_edits
+from patchswarm.agent.normalise import patch_key
+from patchswarm.agent.prompts import choose_format, repair_messages
+from patchswarm.agent.ranking import Group, rank, tied_best
+from patchswarm.agent.sampler import Sampler, SamplerError, SamplingParams
+from patchswarm.sandbox.container import Limits, SandboxPool
+from patchswarm.sandbox.images import BaseRecipe, ensure_base_image, ensure_env_image
+from patchswarm.verifiers.unittests import PytestVerifier
+from patchswarm.verifiers.verdict import ERROR, Verdict
+
+from .cache import NoCache, VerdictCache, cache_key
+from .problem import Problem, ProblemError, list_files, read_files
+from .store import RunStore
+
+EMPTY_KEY = "empty"
+
+
+@dataclass
+class RepairSettings:
+    n: int = 8
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_tokens: int = 2048
+    seed: int = 0
+    fmt: str = "auto"
+    verify_workers: int = 2
+    base_image: str | None = None
+    python: str = "3.11"
+    ca_bundle: bool = False
+    limits: Limits = field(default_factory=Limits)
+
+
+class Reporter:
+    """Progress for a person; the CLI gives a rich one, tests and workers a silent one."""
+
+    def stage(self, name: str) -> None: ...
+
+    def progress(self, name: str, total: int) -> Callable[[int], None]:
+        return lambda advance=1: None
+
+    def log(self, msg: str) -> None: ...
+
+
+@dataclass
+class Environment:
+    image: str
+    files: dict[str, str]
+    """Path → text of the files shown to the model."""
+    spec: dict[str, Any]
+    """The test spec the verifier gets (fail_to_pass / pass_to_pass filled in)."""
+
+
+def prepare(problem: Problem, settings: RepairSettings, store: RunStore,
+            reporter: Reporter) -> Environment:
+    """Images, the baseline run that shows which tests fail, and the files for the prompt."""
+    t0 = time.monotonic()
+    reporter.stage("building the sandbox image")
+    base = ensure_base_image(BaseRecipe(python=problem.python, image=settings.base_image),
+                             log=reporter.log)
+    image = ensure_env_image(Path(problem.repo), problem.base_commit, base, problem.install,
+                             ca_bundle=settings.ca_bundle, log=reporter.log)
+    store.event("image", time.monotonic() - t0, image=image)
+
+    spec = problem.test_spec()
+    saved = store.read_json("baseline.json")
+    if saved and saved.get("image") == image:
+        spec = saved["spec"]
+    else:
+        reporter.stage("running the tests on the unpatched code")
+        t0 = time.monotonic()
+        with SandboxPool(image, size=1, limits=settings.limits) as pool:
+            sb = pool.take()
+            try:
+                base_verdict = PytestVerifier(reruns=0).verify(
+                    {**spec, "fail_to_pass": [], "pass_to_pass": []}, {"patch": ""}, sb)
+            finally:
+                sb.close()
+        store.event("baseline", time.monotonic() - t0, status=base_verdict.status)
+        if base_verdict.status == ERROR or base_verdict.status == "timeout":
+            raise ProblemError(
+                f"the test command does not run on the unpatched code: {base_verdict.detail}."
+                f"\n{base_verdict.log[-2000:]}"
+            )
+        failing = sorted(t for t, o in base_verdict.tests.items() if o in ("FAILED", "ERROR"))
+        passing = sorted(t for t, o in base_verdict.tests.items() if o in ("PASSED", "XFAIL"))
+        if not spec["fail_to_pass"]:
+            if not failing:
+                raise ProblemError(
+                    "every test passes on the unpatched code, so nothing shows the bug: "
+                    "give a --test command that fails before the fix"
+                )
+            spec["fail_to_pass"] = failing
+        if not spec["pass_to_pass"]:
+            spec["pass_to_pass"] = [t for t in passing if t not in spec["fail_to_pass"]]
+        store.write_json("baseline.json", {"image": image, "spec": spec,
+                                           "tests": base_verdict.tests})
+
+    paths = problem.files
+    if not paths:
+        all_files = list_files(problem.repo, problem.base_commit)
+        texts = read_files(problem.repo, problem.base_commit,
+                           [p for p in all_files if p.endswith(".py")])
+        test_paths = {t.split("::")[0] for t in spec["fail_to_pass"]}
+        tests_text = "\n".join(texts.get(p, "") for p in test_paths)
+        paths = select_files(problem.issue, texts, tests_text)
+        if not paths:
+            raise ProblemError("found no Python source file to edit; name them with --file")
+    return Environment(image, read_files(problem.repo, problem.base_commit, paths), spec)
+
+
+def sample(problem: Problem, env: Environment, sampler: Sampler, settings: RepairSettings,
+           store: RunStore, reporter: Reporter, round_: int = 0,
+           feedback: str | None = None) -> list[Candidate]:
+    """Sample the candidates still missing from the store, parse each into a patch."""
+    have = [Candidate.from_dict(c) for c in store.candidates() if c.get("round", 0) == round_]
+    missing = settings.n - len(have)
+    if missing <= 0:
+        return have
+    fmt = choose_format(env.files, settings.fmt)
+    messages = repair_messages(problem.issue, env.files, fmt, feedback)
+    params = SamplingParams(n=missing, temperature=settings.temperature, top_p=settings.top_p,
+                            max_tokens=settings.max_tokens,
+                            seed=settings.seed + 1000 * round_ + len(have))
+    reporter.stage(f"sampling {missing} candidates from {sampler.model}")
+    t0 = time.monotonic()
+    try:
+        completions = sampler.sample(messages, params)
+    except SamplerError as exc:
+        raise ProblemError(str(exc)) from exc
+    took = time.monotonic() - t0
+    tokens = sum(c.completion_tokens for c in completions)
+    store.event("sampling", took, n=len(completions), completion_tokens=tokens,
+                prompt_tokens=completions[0].prompt_tokens if completions else 0)
+    out = list(have)
+    for c in completions:
+        idx = len(have) + c.index
+        parsed = parse_edits(c.text, env.files, fmt)
+        key = None
+        if parsed.patch:
+            key = patch_key(parsed.patch, env.files) or EMPTY_KEY
+            if key == patch_key("", env.files):
+                key, parsed.error, parsed.patch = None, "edit changes nothing", None
+            elif _touches_tests_only(parsed.patch):
+                parsed.error = "edits only test files"
+        cand = Candidate(
+            id=f"{problem.id}/{round_}-{idx}", problem_id=problem.id, index=idx, text=c.text,
+            patch=parsed.patch, error=parsed.error, key=key, model=sampler.model,
+            params={**params.to_dict(), "format": fmt}, seed=c.seed,
+            prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
+            finish_reason=c.finish_reason, round=round_,
+        )
+        store.add_candidate(cand.to_dict())
+        out.append(cand)
+    return out
+
+
+def _touches_tests_only(patch: str) -> bool:
+    paths = [line[6:] for line in patch.splitlines() if line.startswith("+++ b/")]
+    return bool(paths) and all(is_test_file(p) for p in paths)
+
+
+def groups_of(candidates: list[Candidate]) -> list[Group]:
+    groups: dict[str, Group] = {}
+    for c in candidates:
+        if c.key is None or c.patch is None:
+            continue
+        g = groups.setdefault(c.key, Group(c.key, c.patch))
+        g.members.append(c.id)
+    return list(groups.values())
+
+
+def verify(env: Environment, groups: list[Group], settings: RepairSettings, store: RunStore,
+           reporter: Reporter, cache: VerdictCache | None = None,
+           verifier: PytestVerifier | None = None) -> dict[str, Verdict]:
+    """Verify each distinct change once, in parallel, each in a fresh sandbox."""
+    cache = cache or NoCache()
+    verifier = verifier or PytestVerifier()
+    done = {k: Verdict.from_dict(v) for k, v in store.verdicts().items()}
+    todo = []
+    for g in groups:
+        if g.key in done:
+            continue
+        ck = cache_key(env.image, g.key, verifier.settings(), env.spec)
+        hit = cache.get(ck)
+        if hit is not None:
+            v = Verdict.from_dict(hit)
+            v.extra = {**v.extra, "cached": True}
+            store.add_verdict(g.key, v.to_dict())
+            done[g.key] = v
+        else:
+            todo.append((g, ck))
+    if todo:
+        reporter.stage(f"verifying {len(todo)} distinct candidates in sandboxes")
+        advance = reporter.progress("verify", len(todo))
+        t0 = time.monotonic()
+        workers = max(1, min(settings.verify_workers, len(todo)))
+        with SandboxPool(env.image, size=workers, limits=settings.limits) as pool, \
+                ThreadPoolExecutor(workers) as ex:
+            futs = {ex.submit(_verify_one, pool, verifier, env.spec, g): (g, ck)
+                    for g, ck in todo}
+            for fut in as_completed(futs):
+                g, ck = futs[fut]
+                v = fut.result()
+                store.add_verdict(g.key, v.to_dict())
+                cache.put(ck, v.to_dict())
+                done[g.key] = v
+                advance(1)
+        store.event("verification", time.monotonic() - t0, distinct=len(todo),
+                    per_candidate=[round(done[g.key].seconds, 3) for g, _ in todo])
+    for g in groups:
+        g.status = done[g.key].status
+    return done
+
+
+def _verify_one(pool: SandboxPool, verifier: PytestVerifier, spec: dict[str, Any],
+                group: Group) -> Verdict:
+    """One candidate; any failure of the machinery becomes an error verdict, never a crash."""
+    t0 = time.monotonic()
+    try:
+        sb = pool.take()
+    except Exception as exc:  # noqa: BLE001
+        return Verdict(ERROR, f"sandbox failed to start: {exc}", seconds=time.monotonic() - t0,
+                       verifier=verifier.name)
+    try:
+        return verifier.verify(spec, {"patch": group.patch}, sb)
+    except Exception as exc:  # noqa: BLE001 - one bad candidate never stops the others
+        return Verdict(ERROR, f"verifier failed: {type(exc).__name__}: {exc}",
+                       seconds=time.monotonic() - t0, verifier=verifier.name)
+    finally:
+        sb.close()
+
+
+@dataclass
+class RepairResult:
+    problem_id: str
+    run_dir: str
+    samples: int
+    parsed: int
+    distinct: int
+    verified: int
+    solved: bool
+    best_patch: str | None
+    best_key: str | None
+    tied: int
+    timings: dict[str, float]
+    tokens: dict[str, int]
+    errors: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def summarise(problem: Problem, store: RunStore, candidates: list[Candidate],
+              groups: list[Group]) -> RepairResult:
+    ranked = rank(groups)
+    best = ranked[0] if ranked and ranked[0].status == "passed" else None
+    timings: dict[str, float] = {}
+    for e in store.events():
+        timings[e["stage"]] = round(timings.get(e["stage"], 0.0) + e["seconds"], 3)
+    errors: dict[str, int] = {}
+    for c in candidates:
+        if c.patch is None:
+            reason = (c.error or "no edit").split(":")[0]
+            errors[reason] = errors.get(reason, 0) + 1
+    result = RepairResult(
+        problem_id=problem.id,
+        run_dir=str(store.path),
+        samples=len(candidates),
+        parsed=sum(1 for c in candidates if c.patch),
+        distinct=len(groups),
+        verified=sum(1 for g in groups if g.status == "passed"),
+        solved=best is not None,
+        best_patch=best.patch if best else None,
+        best_key=best.key if best else None,
+        tied=len(tied_best(groups)) if best else 0,
+        timings=timings,
+        tokens={
+            "prompt": sum(c.prompt_tokens for c in candidates[:1]),
+            "completion": sum(c.completion_tokens for c in candidates),
+        },
+        errors=errors,
+    )
+    store.write_json("summary.json", result.to_dict())
+    if best:
+        store.write_text("best.patch", best.patch)
+    return result
+
+
+def repair(problem: Problem, sampler_factory: Callable[[], Sampler], settings: RepairSettings,
+           run_dir: Path, reporter: Reporter | None = None,
+           cache: VerdictCache | None = None) -> RepairResult:
+    """Repair one problem end to end. The sampler is made only if samples are still missing."""
+    reporter = reporter or Reporter()
+    store = RunStore(run_dir)
+    saved = store.read_json("run.json")
+    if saved and saved["problem"]["base_commit"] != problem.base_commit:
+        raise ProblemError(f"{run_dir} holds a run of another commit; choose another --run-dir")
+    store.write_json("run.json", {"problem": problem.to_dict(),
+                                  "settings": {k: v for k, v in settings.__dict__.items()
+                                               if k != "limits"}})
+    env = prepare(problem, settings, store, reporter)
+    have = [c for c in store.candidates() if c.get("round", 0) == 0]
+    if len(have) < settings.n:
+        t0 = time.monotonic()
+        sampler = sampler_factory()
+        store.event("model_start", time.monotonic() - t0, model=sampler.model)
+        candidates = sample(problem, env, sampler, settings, store, reporter)
+    else:
+        candidates = [Candidate.from_dict(c) for c in have]
+    groups = groups_of(candidates)
+    verify(env, groups, settings, store, reporter, cache)
+    result = summarise(problem, store, candidates, groups)
+    from .report import write_report
+
+    write_report(store, problem, result, candidates, groups)
+    return result

@@ -1,0 +1,88 @@
+"""The run store: every candidate and verdict written as it arrives, so a run resumes.
+
+A run is a folder::
+
+    run.json          what was asked (problem, settings)
+    candidates.jsonl  one line per sampled candidate
+    verdicts.jsonl    one line per verified distinct change (by normalised-patch key)
+    events.jsonl      stage timings
+    best.patch        the chosen patch, when one passed
+    report.md         for a person; summary.json for a program
+
+Lines are appended and flushed one by one; a line cut short by a crash is ignored on read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+class RunStore:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def _append(self, name: str, record: dict[str, Any]) -> None:
+        line = json.dumps(record, sort_keys=True) + "\n"
+        with self._lock, open(self.path / name, "a") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _read(self, name: str) -> list[dict[str, Any]]:
+        p = self.path / name
+        if not p.exists():
+            return []
+        out = []
+        for line in p.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out
+
+    def write_json(self, name: str, data: Any) -> None:
+        tmp = self.path / f".{name}.tmp"
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+        os.replace(tmp, self.path / name)
+
+    def read_json(self, name: str) -> Any:
+        p = self.path / name
+        return json.loads(p.read_text()) if p.exists() else None
+
+    def write_text(self, name: str, text: str) -> None:
+        tmp = self.path / f".{name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, self.path / name)
+
+    def add_candidate(self, cand: dict[str, Any]) -> None:
+        self._append("candidates.jsonl", cand)
+
+    def candidates(self) -> list[dict[str, Any]]:
+        """Candidates by id; a candidate written twice (a resumed run) counts once."""
+        seen: dict[str, dict[str, Any]] = {}
+        for c in self._read("candidates.jsonl"):
+            seen.setdefault(c["id"], c)
+        return list(seen.values())
+
+    def add_verdict(self, key: str, verdict: dict[str, Any]) -> None:
+        self._append("verdicts.jsonl", {"key": key, **verdict})
+
+    def verdicts(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for v in self._read("verdicts.jsonl"):
+            out.setdefault(v["key"], v)
+        return out
+
+    def event(self, stage: str, seconds: float, **info: Any) -> None:
+        self._append("events.jsonl", {"stage": stage, "seconds": round(seconds, 3),
+                                      "at": time.time(), **info})
+
+    def events(self) -> list[dict[str, Any]]:
+        return self._read("events.jsonl")
