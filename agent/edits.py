@@ -169,6 +169,8 @@ class _Match:
     file_indent: str = ""
     trim_lead: int = 0
     trim_trail: int = 0
+    # (search line, file line) for each non-blank search line, when they correspond 1:1
+    pairs: list[tuple[str, str]] | None = None
 
 
 def _pick(hits: list[int], hint: int | None) -> int:
@@ -216,18 +218,30 @@ def _find(hay: list[str], needle: list[str], hint: int | None = None) -> _Match 
         start = _pick(starts, hint)
         p = hits[starts.index(start)]
         end = nonblank[p + m - 1][0] + 1
-        return _Match(start, end, search_indent, _indent(hay[start]), lead, trail)
+        core_nonblank = [x for x in core if not _is_blank(x)]
+        pairs = [(core_nonblank[q], hay[nonblank[p + q][0]]) for q in range(m)]
+        return _Match(start, end, search_indent, _indent(hay[start]), lead, trail, pairs)
 
     target = "\n".join(_norm_ws(x) for x in core)
     normed = [_norm_ws(x) for x in hay]
     size0 = len(core)
+    # The target is seq2, which SequenceMatcher analyses once; windows too different in length
+    # to reach the threshold (2 * min / sum) are skipped before any character is compared.
+    sm = difflib.SequenceMatcher(None, autojunk=False)
+    sm.set_seq2(target)
+    prefix = [0]
+    for x in normed:
+        prefix.append(prefix[-1] + len(x) + 1)
     cands: list[tuple[float, int, int]] = []
     for size in sorted({size0, size0 - 1, size0 + 1}):
         if size < 1:
             continue
         for k in range(len(hay) - size + 1):
-            sm = difflib.SequenceMatcher(None, target, "\n".join(normed[k : k + size]), False)
-            if sm.real_quick_ratio() < _FUZZY_THRESHOLD or sm.quick_ratio() < _FUZZY_THRESHOLD:
+            length = prefix[k + size] - prefix[k] - 1
+            if 2 * min(length, len(target)) < _FUZZY_THRESHOLD * (length + len(target)):
+                continue
+            sm.set_seq1("\n".join(normed[k : k + size]))
+            if sm.quick_ratio() < _FUZZY_THRESHOLD:
                 continue
             ratio = sm.ratio()
             if ratio >= _FUZZY_THRESHOLD:
@@ -238,14 +252,54 @@ def _find(hay: list[str], needle: list[str], hint: int | None = None) -> _Match 
     for _, k2, size2 in cands:
         if k2 >= k + size or k2 + size2 <= k:
             return "is ambiguous"
-    first = next((x for x in hay[k : k + size] if not _is_blank(x)), "")
-    return _Match(k, k + size, search_indent, _indent(first), lead, trail)
+    window = [x for x in hay[k : k + size] if not _is_blank(x)]
+    core_nonblank = [x for x in core if not _is_blank(x)]
+    pairs = (
+        list(zip(core_nonblank, window, strict=True)) if len(window) == len(core_nonblank) else None
+    )
+    first = window[0] if window else ""
+    return _Match(k, k + size, search_indent, _indent(first), lead, trail, pairs)
 
 
 def _reindent(line: str, old: str, new: str) -> str:
     if _is_blank(line) or not line.startswith(old):
         return line
     return new + line[len(old) :]
+
+
+def _consistent_offset(pairs: list[tuple[str, str]], search_base: str, file_base: str) -> bool:
+    """Whether one indentation shift explains every (search line, file line) pair."""
+    for s, f in pairs:
+        si = _indent(s)
+        if not si.startswith(search_base) or _indent(f) != file_base + si[len(search_base) :]:
+            return False
+    return True
+
+
+def _reindent_aligned(rep: list[str], pairs: list[tuple[str, str]]) -> list[str]:
+    """Re-indent replacement lines one by one when the model mangled the relative indentation.
+
+    Each non-blank replacement line is aligned (difflib, by normalised content) with a search
+    line; the shift between that search line and the file line it matched is applied to it.
+    Inserted lines borrow the alignment of the line before them.
+    """
+    out = list(rep)
+    idx = [i for i, x in enumerate(out) if not _is_blank(x)]
+    search_norm = [_norm_ws(s) for s, _ in pairs]
+    rep_norm = [_norm_ws(out[i]) for i in idx]
+    anchor: list[int | None] = [None] * len(idx)
+    matcher = difflib.SequenceMatcher(None, search_norm, rep_norm, False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag in ("equal", "replace") and i2 > i1:
+            for k in range(j2 - j1):
+                anchor[j1 + k] = min(i1 + k, i2 - 1)
+    last = next((a for a in anchor if a is not None), 0)
+    for k, i in enumerate(idx):
+        last = anchor[k] if anchor[k] is not None else last
+        s, f = pairs[last]
+        si, fi, line = _indent(s), _indent(f), out[i]
+        out[i] = fi + line[len(si) :] if _indent(line).startswith(si) else fi + line.lstrip()
+    return out
 
 
 def _apply_match(hay: list[str], m: _Match, replacement: list[str]) -> list[str]:
@@ -256,7 +310,9 @@ def _apply_match(hay: list[str], m: _Match, replacement: list[str]) -> list[str]
     for _ in range(m.trim_trail):
         if rep and _is_blank(rep[-1]):
             rep.pop()
-    if m.search_indent != m.file_indent:
+    if m.pairs and not _consistent_offset(m.pairs, m.search_indent, m.file_indent):
+        rep = _reindent_aligned(rep, m.pairs)
+    elif m.search_indent != m.file_indent:
         rep = [_reindent(x, m.search_indent, m.file_indent) for x in rep]
     return hay[: m.start] + rep + hay[m.end :]
 
@@ -280,8 +336,8 @@ def _resolve(path: str, files: dict[str, str]) -> str | None:
         return p
     if p[:2] in ("a/", "b/") and p[2:] in files:
         return p[2:]
-    if not p or "." not in p.rsplit("/", 1)[-1] and "/" not in p:
-        return None
+    if not p or ("." not in p and "/" not in p):
+        return None  # a bare word such as "python" or "the"
     suffix = [f for f in files if f.endswith("/" + p) or p.endswith("/" + f)]
     if len(suffix) == 1:
         return suffix[0]
@@ -546,7 +602,6 @@ _GIT_META = (
 @dataclass
 class _Hunk:
     old_start: int | None
-    old_len: int | None
     lines: list[tuple[str, str]] = field(default_factory=list)
     old_no_eol: bool = False
     new_no_eol: bool = False
@@ -613,9 +668,7 @@ def _parse_diff_lines(lines: list[str], in_fence: bool) -> list[_FilePatch]:
                 cur = _FilePatch(pending, pending, headerless=pending is None)
                 patches.append(cur)
                 pending = None
-            old_start = int(hm.group(1)) if hm.group(1) else None
-            old_len = int(hm.group(2)) if hm.group(2) else (1 if hm.group(1) else None)
-            hunk = _Hunk(old_start, old_len)
+            hunk = _Hunk(int(hm.group(1)) if hm.group(1) else None)
             cur.hunks.append(hunk)
             i += 1
             continue
@@ -692,6 +745,13 @@ def _diff_regions(
     return [(lines, False, None)]
 
 
+def _diff_target(name: str, files: dict[str, str]) -> str:
+    known = _resolve(name, files)
+    if known:
+        return known
+    return name[2:] if name[:2] in ("a/", "b/") else name
+
+
 def _parse_udiff(lines: list[str], files: dict[str, str], work: dict[str, str]) -> str | None:
     """Apply every diff in the answer to *work*; returns an error or None."""
     patches: list[tuple[_FilePatch, str | None]] = []
@@ -706,24 +766,23 @@ def _parse_udiff(lines: list[str], files: dict[str, str], work: dict[str, str]) 
                 return "no file path in diff"
             name = default if default is not None else next(iter(files))
             p.old = p.new = name
+        if p.old is None and p.new is None:
+            return "no file path in diff"
         if p.new is None:  # deletion
-            old = p.old or ""
-            path = _resolve(old, files) or old
+            path = _diff_target(p.old or "", files)
             if path not in work:
-                return f"unknown file {old}"
+                return f"unknown file {path}"
             del work[path]
             continue
         path = _resolve(p.new, files)
         if path is None and p.old is not None:
             path = _resolve(p.old, files)
         if path is None:
-            path = p.new
-            if path[:2] in ("a/", "b/"):
-                path = path[2:]
+            path = _diff_target(p.new, files)
         only_added = all(tag == "+" for h in p.hunks for tag, _ in h.lines)
         if path not in work or (p.old is None and only_added):
             if not only_added:
-                return f"unknown file {p.new}"
+                return f"unknown file {path}"
             if not _safe_new_path(path):
                 return f"refusing to create file {path}"
             new_lines = [t for h in p.hunks for _, t in h.lines]
@@ -828,11 +887,16 @@ def _parse_whole_file(lines: list[str], files: dict[str, str], work: dict[str, s
         chosen[path] = body  # a later block for the same file wins
 
     if not chosen and pathless and len(files) == 1:
+        # Blocks that resemble the file are versions of it (answers often quote the original
+        # first); the last one that differs from the original is the fix.  Dissimilar blocks
+        # are usage examples or tests.
         only, original = next(iter(files.items()))
-        text = [("\n".join(b), b) for b in pathless]
-        ratio, best = max(((_similarity(t, original), b) for t, b in text), key=lambda x: x[0])
-        if ratio >= _PATHLESS_MIN_RATIO:
-            chosen[only] = best
+        versions = [
+            b for b in pathless if _similarity("\n".join(b), original) >= _PATHLESS_MIN_RATIO
+        ]
+        changed = [b for b in versions if _join(b, True) != _join(_split(original)[0], True)]
+        if versions:
+            chosen[only] = (changed or versions)[-1]
         else:
             error = error or f"code block does not look like {only}"
     if not chosen:
@@ -966,7 +1030,10 @@ def apply_patch_to_files(patch: str, files: dict[str, str]) -> dict[str, str]:
     for pf in patch_set:
         source = _strip_prefix(pf.source_file, "a/")
         target = _strip_prefix(pf.target_file, "b/")
-        if pf.is_added_file:
+        # Not pf.is_added_file / is_removed_file: unidiff also calls "@@ -0,0 ..." on an
+        # existing empty file an addition (and emptying a file a removal).
+        added, removed = pf.source_file == "/dev/null", pf.target_file == "/dev/null"
+        if added:
             if target in result:
                 raise ValueError(f"{target} already exists")
             old_lines: list[str] = []
@@ -997,12 +1064,12 @@ def apply_patch_to_files(patch: str, files: dict[str, str]) -> dict[str, str]:
                 if line.line_type in (" ", "+"):
                     out.append(value)
         out.extend(old_lines[pos:])
-        if pf.is_removed_file:
+        if removed:
             if out:
                 raise ValueError(f"deletion of {source} leaves content behind")
             del result[source]
             continue
-        if not pf.is_added_file and source != target:
+        if not added and source != target:
             del result[source]
         result[target] = "".join(out)
     return result

@@ -481,8 +481,9 @@ def convert_gguf(gguf_path: Path, out: Path, rep: _Reporter, dtype: str = DTYPE)
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    fresh = AutoModelForCausalLM.from_config(config, **dtype_kw)
-    fresh.load_state_dict(loaded.state_dict())
+    with _no_init_weights():  # every weight is overwritten below; skip random init
+        fresh = AutoModelForCausalLM.from_config(config, **dtype_kw)
+    fresh.load_state_dict(loaded.state_dict())  # strict: every weight must be there
     fresh.tie_weights()
     fresh.generation_config = loaded.generation_config
     del loaded
@@ -494,9 +495,23 @@ def convert_gguf(gguf_path: Path, out: Path, rep: _Reporter, dtype: str = DTYPE)
     tokenizer.save_pretrained(out)
     rep.advance(t_conv)
     rep.done(t_conv)
+    for path in out.iterdir():  # the cache may be shared; safetensors writes files as 0600
+        path.chmod(0o644)
     saved = json.loads((out / "config.json").read_text())
     if "quantization_config" in saved:
         raise ModelError(f"Conversion of {name} kept a quantization_config; refusing the result.")
+
+
+def _no_init_weights() -> contextlib.AbstractContextManager[Any]:
+    """transformers' context that skips random weight init (moved in 5.x), if present."""
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        try:
+            from transformers.modeling_utils import no_init_weights
+        except ImportError:
+            return contextlib.nullcontext()
+    return no_init_weights()
 
 
 # --------------------------------------------------------------------------- public API

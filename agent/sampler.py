@@ -147,3 +147,31 @@ class VLLMSampler:
         if callable(shutdown):
             shutdown()
         self.llm = None
+
+
+class ReplaySampler:
+    """Completions recorded earlier, replayed in order: re-verify or re-rank a past run's
+    samples (or another system's) without a model. Token counts are the recorded ones."""
+
+    def __init__(self, records: list[dict[str, Any]], model: str = "replay") -> None:
+        self.records = list(records)
+        self.model = model
+        self._next = 0
+
+    def count_tokens(self, messages: list[dict[str, str]]) -> int:
+        return sum(len(m["content"].split()) for m in messages)
+
+    def sample(self, messages: list[dict[str, str]], params: SamplingParams) -> list[Completion]:
+        take = self.records[self._next:self._next + params.n]
+        if not take:
+            raise SamplerError("the replay file has no more completions")
+        self._next += len(take)
+        return [
+            Completion(r["text"], int(r.get("prompt_tokens", 0)),
+                       int(r.get("completion_tokens", 0)), r.get("finish_reason"),
+                       r.get("seed", params.seed), i)
+            for i, r in enumerate(take)
+        ]
+
+    def close(self) -> None:
+        pass

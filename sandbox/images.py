@@ -73,7 +73,13 @@ class BaseRecipe:
 
     @property
     def tag(self) -> str:
-        return f"patchswarm/base:py{self.python}-{_digest([RECIPE_VERSION, asdict(self)])}"
+        layer = _user_layer(self.image or self.rootfs_tag)
+        return f"patchswarm/base:py{self.python}-{_digest([RECIPE_VERSION, asdict(self), layer])}"
+
+    @property
+    def rootfs_tag(self) -> str:
+        """The debootstrap root file system alone: it changes only with suite and packages."""
+        return f"patchswarm/rootfs:py{self.python}-{_digest([self.suite, self.packages])}"
 
 
 def _log_dir() -> Path:
@@ -98,7 +104,8 @@ def _user_layer(from_image: str) -> str:
         f"{SANDBOX_USER}) && mkdir -p {WORKDIR} && chown {SANDBOX_UID} {WORKDIR} "
         "&& git config --system user.email sandbox@patchswarm.invalid "
         "&& git config --system user.name patchswarm "
-        "&& git config --system --add safe.directory '*'\n"
+        "&& git config --system --add safe.directory '*' "
+        "&& (command -v python >/dev/null || ln -s \"$(command -v python3)\" /usr/local/bin/python)\n"
         "ENV PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 "
         "LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
     )
@@ -138,7 +145,7 @@ def _debootstrap_import(recipe: BaseRecipe, log_path: Path, log: Callable[[str],
             "debootstrap is needed to build base images without a registry: "
             "`apt-get install -y debootstrap`, or pass --base-image IMAGE from a registry."
         )
-    rootfs_tag = recipe.tag.replace("patchswarm/base:", "patchswarm/rootfs:")
+    rootfs_tag = recipe.rootfs_tag
     if image_exists(rootfs_tag):
         return rootfs_tag
     log(f"building a Python {recipe.python} root file system ({recipe.suite}) with debootstrap…")

@@ -316,5 +316,19 @@ def sandbox_reap(all_: bool) -> None:
     out.print(f"removed {reap(all_owners=all_)} containers")
 
 
+def _add_commands() -> None:
+    """Commands that live in their own modules (``tasks/cmd_*.py``), one per area."""
+    import importlib
+
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"patchswarm.tasks.{name}")
+        for command in module.COMMANDS:
+            main.add_command(command)
+
+
+COMMAND_MODULES: list[str] = []
+
+_add_commands()
+
 if __name__ == "__main__":
     main()

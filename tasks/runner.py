@@ -231,15 +231,26 @@ def verify(env: Environment, groups: list[Group], settings: RepairSettings, stor
 
 def _verify_one(pool: SandboxPool, verifier: PytestVerifier, spec: dict[str, Any],
                 group: Group) -> Verdict:
-    """One candidate; any failure of the machinery becomes an error verdict, never a crash."""
+    return verify_patch(pool, verifier, spec, group.patch)
+
+
+def verify_patch(pool: SandboxPool, verifier: Any, spec: dict[str, Any], patch: str,
+                 passthrough: tuple[type[BaseException], ...] = ()) -> Verdict:
+    """One candidate in a fresh sandbox from ``pool``; any failure of the machinery becomes an
+    error verdict, never a crash. The Celery verify task calls this same function, with the
+    task's time-limit exception in ``passthrough`` so that a hang is retried, not judged."""
     t0 = time.monotonic()
     try:
         sb = pool.take()
+    except passthrough:
+        raise
     except Exception as exc:  # noqa: BLE001
         return Verdict(ERROR, f"sandbox failed to start: {exc}", seconds=time.monotonic() - t0,
                        verifier=verifier.name)
     try:
-        return verifier.verify(spec, {"patch": group.patch}, sb)
+        return verifier.verify(spec, {"patch": patch}, sb)
+    except passthrough:
+        raise
     except Exception as exc:  # noqa: BLE001 - one bad candidate never stops the others
         return Verdict(ERROR, f"verifier failed: {type(exc).__name__}: {exc}",
                        seconds=time.monotonic() - t0, verifier=verifier.name)
@@ -305,8 +316,12 @@ def summarise(problem: Problem, store: RunStore, candidates: list[Candidate],
 
 def repair(problem: Problem, sampler_factory: Callable[[], Sampler], settings: RepairSettings,
            run_dir: Path, reporter: Reporter | None = None,
-           cache: VerdictCache | None = None) -> RepairResult:
-    """Repair one problem end to end. The sampler is made only if samples are still missing."""
+           cache: VerdictCache | None = None,
+           verify_fn: Callable[..., dict[str, Verdict]] | None = None) -> RepairResult:
+    """Repair one problem end to end. The sampler is made only if samples are still missing.
+
+    ``verify_fn`` (same signature as :func:`verify`) lets the Celery path verify on workers.
+    """
     reporter = reporter or Reporter()
     store = RunStore(run_dir)
     saved = store.read_json("run.json")
@@ -325,7 +340,7 @@ def repair(problem: Problem, sampler_factory: Callable[[], Sampler], settings: R
     else:
         candidates = [Candidate.from_dict(c) for c in have]
     groups = groups_of(candidates)
-    verify(env, groups, settings, store, reporter, cache)
+    (verify_fn or verify)(env, groups, settings, store, reporter, cache)
     result = summarise(problem, store, candidates, groups)
     from .report import write_report
 

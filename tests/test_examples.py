@@ -16,7 +16,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
 from patchswarm.tasks.examples import (
     DEMO_EXAMPLES,
     EXAMPLES_DIR,
@@ -30,10 +29,12 @@ REQUIRED_KEYS = {"id", "title", "test_command", "fail_to_pass", "pass_to_pass", 
 
 
 def _git(repo: Path, *args: str) -> str:
-    result = subprocess.run(
-        ["git", *args], cwd=repo, capture_output=True, text=True, check=True
-    )
+    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=True)
     return result.stdout.strip()
+
+
+def _head_files(repo: Path) -> list[str]:
+    return sorted(_git(repo, "ls-tree", "-r", "--name-only", "HEAD").splitlines())
 
 
 def _node_id(repo: Path, classname: str, name: str) -> str:
@@ -115,8 +116,25 @@ def test_materialise_is_deterministic(tmp_path: Path) -> None:
         "initial|patchswarm|patchswarm@example.invalid|2024-01-01T00:00:00+00:00"
     )
     assert _git(first, "status", "--porcelain") == ""
+
+
+def test_materialise_reuses_only_the_same_example(tmp_path: Path) -> None:
+    first, other = EXAMPLES[0], EXAMPLES[1]
+    repo = materialise(first, tmp_path / "repo")
+    head = _git(repo, "rev-parse", "HEAD")
+    assert materialise(first, repo) == repo  # a resumed run finds its repository again
+    assert _git(repo, "rev-parse", "HEAD") == head
     with pytest.raises(FileExistsError):
-        materialise(example_id, first)
+        materialise(other, repo)
+    clutter = tmp_path / "clutter"
+    clutter.mkdir()
+    (clutter / "notes.txt").write_text("mine\n")
+    with pytest.raises(FileExistsError):
+        materialise(first, clutter)
+    assert sorted(p.name for p in clutter.iterdir()) == ["notes.txt"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _head_files(materialise(first, empty)) == _head_files(repo)
 
 
 @pytest.mark.parametrize("example_id", EXAMPLES)

@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ def _git_env() -> dict[str, str]:
     return env
 
 
-def _git(dest: Path, *args: str) -> None:
+def _git(dest: Path, *args: str) -> str:
     command = [
         "git",
         "-c", f"user.name={_GIT_NAME}",
@@ -85,29 +86,53 @@ def _git(dest: Path, *args: str) -> None:
         "-c", "core.fileMode=true",
         *args,
     ]  # fmt: skip
-    subprocess.run(command, cwd=dest, env=_git_env(), check=True, capture_output=True, text=True)
+    result = subprocess.run(
+        command, cwd=dest, env=_git_env(), check=True, capture_output=True, text=True
+    )
+    return result.stdout.strip()
 
 
-def materialise(example_id: str, dest: Path) -> Path:
-    """Create a git repository at ``dest`` holding the example's buggy ``repo/``.
+def _head(repo: Path) -> str | None:
+    if not (repo / ".git").exists():
+        return None
+    try:
+        return _git(repo, "rev-parse", "--verify", "-q", "HEAD")
+    except subprocess.CalledProcessError:
+        return None
 
-    ``dest`` must not exist or be an empty folder. The repository has a single commit,
-    "initial", on branch ``main`` with fixed author, committer and dates, so its hash is
-    stable. Python caches are ignored through ``.git/info/exclude`` (not committed).
-    """
-    source = _example_dir(example_id) / "repo"
-    dest = Path(dest)
-    if dest.exists() and any(dest.iterdir()):
-        raise FileExistsError(f"destination is not empty: {dest}")
+
+def _build(source: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(source, dest, ignore=shutil.ignore_patterns(*_IGNORED), dirs_exist_ok=True)
     for path in dest.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
-
     _git(dest, "init", "-q", "-b", "main")
     exclude = dest / ".git" / "info" / "exclude"
     exclude.parent.mkdir(parents=True, exist_ok=True)
     exclude.write_text("".join(f"{pattern}\n" for pattern in _IGNORED), encoding="utf-8")
     _git(dest, "add", "-A")
     _git(dest, "commit", "-q", "--no-verify", "-m", "initial")
+
+
+def materialise(example_id: str, dest: Path) -> Path:
+    """Create a git repository at ``dest`` holding the example's buggy ``repo/``; return it.
+
+    The repository has a single commit, "initial", on branch ``main`` with fixed author,
+    committer and dates, so its hash is stable. Python caches are ignored through
+    ``.git/info/exclude`` (not committed). ``dest`` must not exist or be empty, or already
+    hold this example's repository (same base commit, e.g. when a run is resumed), which is
+    then returned as it is. Anything else there raises ``FileExistsError``.
+    """
+    source = _example_dir(example_id) / "repo"
+    dest = Path(dest)
+    if dest.exists() and any(dest.iterdir()):
+        existing = _head(dest)
+        if existing is not None:
+            with tempfile.TemporaryDirectory(prefix="patchswarm-example-") as tmp:
+                fresh = Path(tmp) / "repo"
+                _build(source, fresh)
+                if _head(fresh) == existing:
+                    return dest
+        raise FileExistsError(f"{dest} is not empty and does not hold example {example_id!r}")
+    _build(source, dest)
     return dest

@@ -1,5 +1,5 @@
 from customers import parse_customer, read_customers
-from newsletter import export, recipients
+from newsletter import export, opt_in_rate, recipients
 
 CSV = """id,name,email,newsletter
 1,Ann,ann@example.com,yes
@@ -44,3 +44,8 @@ def test_recipients_skip_customers_without_email():
 
 def test_export_text():
     assert export(CSV) == "ann@example.com\ndee@example.com"
+
+
+def test_opt_in_rate():
+    assert opt_in_rate(read_customers(CSV)) == 0.8
+    assert opt_in_rate([]) == 0.0

@@ -1,0 +1,415 @@
+"""The Celery app: a ``sample`` queue for workers that hold a model, a ``verify`` queue for
+workers that hold a Docker engine.
+
+Start workers with ``patchswarm worker --queues verify`` (or ``celery -A
+patchswarm.tasks.celery_app worker -Q verify``); the broker comes from ``--broker`` or
+``PATCHSWARM_BROKER``. Tasks carry plain data only (dicts and strings) and return plain data.
+
+Delivery guarantees, and what gives each one:
+
+- a worker killed mid-task: ``acks_late`` (the message is acknowledged only when the task has
+  finished) with ``task_reject_on_worker_lost`` (a lost pool process puts the message back at
+  once) and the Redis visibility timeout (a whole worker that died: its unacknowledged message
+  goes back to the queue after ``PATCHSWARM_VISIBILITY_TIMEOUT`` seconds);
+- a task that hangs: a soft time limit raises inside the task, which is then retried; the hard
+  limit kills the pool process if the soft one could not stop it;
+- a task that keeps killing its workers: each delivery is counted in Redis, and past a bound
+  the task answers an error verdict instead of running again;
+- a malformed message: rejected without requeue and logged, never retried;
+- the same change verified twice (a redelivery): results are keyed by the normalised-patch
+  key, so the orchestrator keeps the first and counts it once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import asdict
+from typing import Any, NoReturn
+
+from celery import Celery, signals
+from celery.exceptions import Reject, SoftTimeLimitExceeded
+
+# Imported here, not in the tasks, so that prefork children inherit them loaded.
+from patchswarm.agent.sampler import SamplerError, SamplingParams
+from patchswarm.sandbox.container import Limits, SandboxPool
+from patchswarm.verifiers.registry import UnknownVerifier, load
+from patchswarm.verifiers.verdict import ERROR, Verdict
+
+from .cache import cache_key
+from .runner import verify_patch
+
+DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
+VERIFY_QUEUE = "verify"
+SAMPLE_QUEUE = "sample"
+VERIFY_TASK = "patchswarm.verify"
+SAMPLE_TASK = "patchswarm.sample"
+VERIFY_RETRIES = 2
+"""Retries of a verify task after a hang (soft time limit) before it fails."""
+EXTRA_DELIVERIES = 3
+"""Redeliveries (lost workers) a task may have on top of its retries before it gives up."""
+DELIVERY_PREFIX = "patchswarm:deliveries:"
+
+log = logging.getLogger("patchswarm.worker")
+
+
+def visibility_timeout() -> float:
+    return float(os.environ.get("PATCHSWARM_VISIBILITY_TIMEOUT", "3600"))
+
+
+def settings_for(broker: str) -> dict[str, Any]:
+    """The app's configuration for ``broker`` (Redis), used as broker and result backend."""
+    visibility = visibility_timeout()
+    return dict(
+        broker_url=broker,
+        result_backend=broker,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_track_started=True,
+        task_send_sent_event=True,
+        worker_send_task_events=True,
+        result_expires=24 * 3600,
+        task_routes={VERIFY_TASK: {"queue": VERIFY_QUEUE}, SAMPLE_TASK: {"queue": SAMPLE_QUEUE}},
+        task_default_queue=VERIFY_QUEUE,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        broker_transport_options={
+            "visibility_timeout": visibility,
+            # Look for abandoned messages a few times per visibility timeout.
+            "unacked_restore_interval": max(1, min(10, int(visibility // 4))),
+            "unacked_restore_throttle": 1,
+            "socket_connect_timeout": 5,
+            "socket_keepalive": True,
+            "health_check_interval": 10,
+        },
+        result_backend_transport_options={"socket_connect_timeout": 5, "socket_keepalive": True},
+        result_backend_always_retry=True,
+        result_backend_max_retries=60,
+        result_backend_base_sleep_between_retries_ms=100,
+        result_backend_max_sleep_between_retries_ms=2000,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        task_publish_retry=True,
+        task_publish_retry_policy={"max_retries": 5, "interval_start": 0.2,
+                                   "interval_step": 0.5, "interval_max": 2},
+    )
+
+
+def make_app(broker: str | None = None) -> Celery:
+    """A Celery app on ``broker`` (default: ``PATCHSWARM_BROKER``, else local Redis)."""
+    broker = broker or os.environ.get("PATCHSWARM_BROKER") or DEFAULT_BROKER
+    app = Celery("patchswarm")
+    app.conf.update(settings_for(broker))
+    return app
+
+
+def configure(broker: str) -> None:
+    """Point this module's app (the workers' one) at ``broker``; call before it connects."""
+    app.conf.update(settings_for(broker))
+
+
+app = make_app()
+
+
+# --------------------------------------------------------------------------- worker state
+# One set per worker process: made lazily on the first task, since prefork children are
+# forked from the main process and must not share its Docker connection.
+
+_STATE_PID: int | None = None
+_POOLS: OrderedDict[tuple, Any] = OrderedDict()
+_POOLS_LOCK = threading.Lock()
+_MAX_POOLS = 3
+_CACHES: dict[tuple[str, str], Any] = {}
+_SAMPLERS: dict[tuple[str, str | None], tuple[Any, threading.Lock]] = {}
+_SAMPLERS_LOCK = threading.Lock()
+_REDIS: Any = None
+_IMAGES_SEEN: set[str] = set()
+_VERIFIERS: dict[str, Any] = {}
+_SETUP_LOCK = threading.Lock()
+
+
+def _process_setup() -> None:
+    """Once per worker process: own Docker connection, own container owner label, and
+    removal of sandboxes left behind by dead workers of this host."""
+    with _SETUP_LOCK:
+        _setup_locked()
+
+
+def _setup_locked() -> None:
+    global _STATE_PID, _REDIS
+    if _STATE_PID == os.getpid():
+        return
+    from patchswarm.sandbox import container, engine
+
+    _STATE_PID = os.getpid()
+    _REDIS = None
+    _POOLS.clear()
+    _CACHES.clear()
+    engine.client.cache_clear()
+    container.OWNER = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    try:
+        container.reap()
+    except Exception as exc:  # noqa: BLE001 - cleanup is best effort; the task says if Docker is gone
+        log.warning("could not reap old sandboxes: %s", exc)
+
+
+def _close_pools() -> None:
+    with _POOLS_LOCK:
+        pools = list(_POOLS.values())
+        _POOLS.clear()
+    for pool in pools:
+        try:
+            pool.close()
+        except Exception:  # noqa: BLE001 - shutting down
+            pass
+    try:
+        from patchswarm.sandbox.container import _remove_live
+
+        _remove_live()
+    except Exception:  # noqa: BLE001 - shutting down
+        pass
+
+
+@signals.worker_process_shutdown.connect
+def _on_process_shutdown(**_: Any) -> None:
+    if _STATE_PID == os.getpid():
+        _close_pools()
+
+
+@signals.worker_shutdown.connect
+def _on_worker_shutdown(**_: Any) -> None:
+    if _STATE_PID == os.getpid():
+        _close_pools()
+
+
+def _redis() -> Any:
+    global _REDIS
+    if _REDIS is None:
+        import redis
+
+        _REDIS = redis.Redis.from_url(app.conf.broker_url, socket_timeout=10,
+                                      socket_connect_timeout=5)
+    return _REDIS
+
+
+def _count_delivery(task_id: str) -> int:
+    """How many times this task id has started (retries and redeliveries), or 0 if unknown."""
+    try:
+        pipe = _redis().pipeline()
+        pipe.incr(DELIVERY_PREFIX + task_id)
+        pipe.expire(DELIVERY_PREFIX + task_id, 24 * 3600)
+        return int(pipe.execute()[0])
+    except Exception as exc:  # noqa: BLE001 - counting is a safeguard, not a requirement
+        log.warning("could not count the delivery of %s: %s", task_id, exc)
+        return 0
+
+
+def _pool(image: str, limits: Any) -> Any:
+    """A warm pool (one started sandbox waiting) per image, the few most recent kept."""
+    k = (image, limits)
+    with _POOLS_LOCK:
+        pool = _POOLS.get(k)
+        if pool is not None:
+            _POOLS.move_to_end(k)
+            return pool
+        pool = _POOLS[k] = SandboxPool(image, size=1, limits=limits)
+        old = []
+        while len(_POOLS) > _MAX_POOLS:
+            old.append(_POOLS.popitem(last=False)[1])
+    for p in old:
+        p.close()
+    return pool
+
+
+def _cache(conf: dict[str, Any] | None) -> Any:
+    if not conf:
+        return None
+    from .distributed import SharedVerdictCache
+
+    k = (conf["url"], conf["prefix"])
+    if k not in _CACHES:
+        _CACHES[k] = SharedVerdictCache(conf["url"], conf["prefix"])
+    return _CACHES[k]
+
+
+def _verifier(conf: dict[str, Any]) -> Any:
+    """One verifier object per settings per process (finding entry points is not free)."""
+    import json
+
+    k = json.dumps(conf, sort_keys=True)
+    if k not in _VERIFIERS:
+        _VERIFIERS[k] = load(conf["name"], **{n: v for n, v in conf.items() if n != "name"})
+    return _VERIFIERS[k]
+
+
+def _ensure_image(image: str, build: dict[str, Any] | None) -> str | None:
+    """None when ``image`` is on this worker's engine (built here from ``build`` if it can
+    be), else why it is not."""
+    if image in _IMAGES_SEEN:
+        return None
+    from pathlib import Path
+
+    from patchswarm.sandbox.images import (
+        BaseRecipe,
+        ensure_base_image,
+        ensure_env_image,
+        image_exists,
+    )
+
+    if image_exists(image):
+        _IMAGES_SEEN.add(image)
+        return None
+    if build and build.get("repo") and Path(build["repo"]).is_dir():
+        base = ensure_base_image(BaseRecipe(python=build.get("python", "3.11"),
+                                            image=build.get("base_image")), log=log.info)
+        tag = ensure_env_image(Path(build["repo"]), build["commit"], base,
+                               build.get("install", ""), ca_bundle=bool(build.get("ca_bundle")),
+                               log=log.info)
+        if tag == image:
+            _IMAGES_SEEN.add(image)
+            return None
+        return f"this worker built {tag} from the problem's repository, not {image}"
+    return (f"the environment image {image} is not on this worker's Docker engine and its "
+            "repository is not visible here: share the repositories' folder with the workers "
+            "at the same path, or push the image to a registry they pull from")
+
+
+# --------------------------------------------------------------------------- validation
+
+def _problem_with(payload: Any) -> str | None:
+    """What is wrong with a verify task's argument, or None."""
+    if not isinstance(payload, dict):
+        return f"the argument is a {type(payload).__name__}, not an object"
+    for name, typ in (("image", str), ("key", str), ("patch", str), ("spec", dict),
+                      ("verifier", dict)):
+        if not isinstance(payload.get(name), typ):
+            return f"field {name!r} is missing or not a {typ.__name__}"
+    if not isinstance(payload["spec"].get("test_command"), str):
+        return "spec.test_command is missing or not a string"
+    if not isinstance(payload["verifier"].get("name"), str):
+        return "verifier.name is missing or not a string"
+    for name in ("limits", "cache", "build"):
+        if payload.get(name) is not None and not isinstance(payload[name], dict):
+            return f"field {name!r} is not an object"
+    cache = payload.get("cache")
+    if cache and not (isinstance(cache.get("url"), str) and isinstance(cache.get("prefix"), str)):
+        return "cache needs url and prefix strings"
+    return None
+
+
+def _reject(task: Any, why: str) -> NoReturn:
+    log.error("rejected malformed %s task %s: %s (it is not retried)", task.name,
+              task.request.id, why)
+    raise Reject(f"malformed task: {why}", requeue=False)
+
+
+# --------------------------------------------------------------------------- tasks
+
+def _envelope(task: Any, payload: dict[str, Any], verdict: dict[str, Any], cached: bool,
+              delivery: int, t0: float) -> dict[str, Any]:
+    return {"key": payload["key"], "verdict": verdict, "cached": cached,
+            "worker": task.request.hostname or socket.gethostname(), "pid": os.getpid(),
+            "retries": task.request.retries, "delivery": delivery,
+            "task_seconds": round(time.monotonic() - t0, 4)}
+
+
+@app.task(name=VERIFY_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,
+          autoretry_for=(SoftTimeLimitExceeded,), max_retries=VERIFY_RETRIES,
+          retry_backoff=1, retry_backoff_max=30, retry_jitter=False,
+          soft_time_limit=1800, time_limit=1860)
+def verify_task(self: Any, payload: Any) -> dict[str, Any]:
+    """Verify one distinct candidate in a fresh sandbox: the in-process runner's function."""
+    t0 = time.monotonic()
+    why = _problem_with(payload)
+    if why:
+        _reject(self, why)
+    _process_setup()
+    try:
+        verifier = _verifier(payload["verifier"])
+    except (UnknownVerifier, TypeError) as exc:
+        _reject(self, f"verifier {payload['verifier']!r}: {exc}")
+    try:
+        limits = Limits(**(payload.get("limits") or {}))
+    except TypeError as exc:
+        _reject(self, f"limits: {exc}")
+
+    delivery = _count_delivery(self.request.id)
+    if delivery > VERIFY_RETRIES + 1 + EXTRA_DELIVERIES:
+        log.error("task %s was delivered %d times, its worker lost each time: giving up",
+                  self.request.id, delivery)
+        v = Verdict(ERROR, f"gave up after {delivery} deliveries: the worker running this "
+                           "candidate was lost each time (out of memory?)",
+                    verifier=verifier.name)
+        return _envelope(self, payload, v.to_dict(), False, delivery, t0)
+
+    cache = _cache(payload.get("cache"))
+    ck = cache_key(payload["image"], payload["key"], verifier.settings(), payload["spec"])
+    if cache is not None:
+        hit = cache.get(ck)
+        if hit is not None:
+            return _envelope(self, payload, hit, True, delivery, t0)
+
+    missing = _ensure_image(payload["image"], payload.get("build"))
+    if missing:
+        v = Verdict(ERROR, missing, verifier=verifier.name)
+        return _envelope(self, payload, v.to_dict(), False, delivery, t0)
+    verdict = verify_patch(_pool(payload["image"], limits), verifier, payload["spec"],
+                           payload["patch"], passthrough=(SoftTimeLimitExceeded,))
+    out = verdict.to_dict()
+    if cache is not None:
+        cache.put(ck, out)
+    return _envelope(self, payload, out, False, delivery, t0)
+
+
+def _sampler(model: str, endpoint: str | None) -> tuple[Any, threading.Lock]:
+    """One sampler per (model, endpoint) per worker process, made on first use: the engine is
+    started once and serves every later task."""
+    k = (model, endpoint)
+    with _SAMPLERS_LOCK:
+        if k not in _SAMPLERS:
+            if endpoint:
+                from patchswarm.agent.openai_backend import OpenAISampler
+
+                sampler = OpenAISampler(endpoint, model)
+            else:
+                from patchswarm.agent.models import resolve_model
+                from patchswarm.agent.sampler import VLLMSampler
+
+                sampler = VLLMSampler(str(resolve_model(model)), name=model)
+            _SAMPLERS[k] = (sampler, threading.Lock())
+        return _SAMPLERS[k]
+
+
+@app.task(name=SAMPLE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,
+          soft_time_limit=3600, time_limit=3660)
+def sample_task(self: Any, payload: Any) -> dict[str, Any]:
+    """n completions of one prompt from the model this worker holds (or reaches)."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("model"), str) \
+            or not isinstance(payload.get("messages"), list) \
+            or not isinstance(payload.get("params"), dict):
+        _reject(self, "a sample task needs model (string), messages (list), params (object)")
+    try:
+        params = SamplingParams(**payload["params"])
+    except TypeError as exc:
+        _reject(self, f"params: {exc}")
+    t0 = time.monotonic()
+    try:
+        sampler, lock = _sampler(payload["model"], payload.get("endpoint"))
+        with lock:  # an in-process engine serves one request at a time
+            completions = sampler.sample(payload["messages"], params)
+    except SamplerError as exc:
+        return {"error": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - a model that cannot load is the user's to fix
+        log.exception("sampling failed")
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {"model": sampler.model, "completions": [asdict(c) for c in completions],
+            "worker": self.request.hostname, "seconds": round(time.monotonic() - t0, 3)}
