@@ -141,7 +141,7 @@ def run(req: dict) -> None:
             start_new_session=True, close_fds=True,
         )
     except OSError as exc:
-        msg = ("patchswarm: cannot run the command: %s\n" % exc).encode()
+        msg = f"patchswarm: cannot run the command: {exc}\n".encode()
         send(b"O", msg)
         result(exit_code=126 if isinstance(exc, PermissionError) else 127, total=len(msg),
                seconds=time.monotonic() - start, timed_out=False, overflow=False, oom=False,
@@ -331,7 +331,7 @@ def main() -> None:
         elif op == "reset":
             reset(req)
         else:
-            result(ok=False, error="unknown op %r" % (op,))
+            result(ok=False, error=f"unknown op {op!r}")
 
 
 if __name__ == "__main__":

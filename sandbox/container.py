@@ -39,7 +39,7 @@ from pathlib import Path
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
 from .engine import LABEL, SandboxError, client
-from .images import PRISTINE, PRISTINE_LABEL, SANDBOX_USER, WORKDIR
+from .images import PRISTINE_LABEL, SANDBOX_USER, WORKDIR
 
 RUN_LABEL = "patchswarm.owner"
 """Containers carry the host, pid and a random id of the process that made them; the reaper
@@ -369,11 +369,13 @@ class Sandbox:
         total = int(res.get("total", 0))
         dropped = max(0, total - len(head) - len(tail))
         text = head.decode("utf-8", "replace")
-        if dropped or res.get("overflow"):
-            note = (f"the command wrote more than {self.limits.output_kill} bytes and was "
-                    "killed; " if res.get("overflow") else "")
-            text += f"\n[patchswarm: {note}{dropped} bytes of output were dropped here]\n"
+        if dropped:
+            text += f"\n[patchswarm: {dropped} bytes of output were dropped here]\n"
         text += tail.decode("utf-8", "replace")
+        if res.get("overflow"):
+            # At the end, where a reader of the log's tail sees it.
+            text += (f"\n[patchswarm: the command wrote more than {self.limits.output_kill} "
+                     "bytes of output and was killed]\n")
         return ExecResult(res.get("exit_code"), text, float(res.get("seconds", 0.0)),
                           bool(res.get("timed_out")), dropped, False, bool(res.get("oom")),
                           bool(res.get("overflow")))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-import docker
+from docker.client import DockerClient, from_env
 from docker.errors import DockerException
 
 LABEL = "patchswarm"
@@ -16,9 +16,9 @@ class SandboxError(Exception):
 
 
 @functools.cache
-def client() -> docker.DockerClient:
+def client() -> DockerClient:
     try:
-        c = docker.from_env(timeout=600)
+        c = from_env(timeout=600)
         c.ping()
     except DockerException as exc:
         raise SandboxError(

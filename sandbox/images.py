@@ -25,7 +25,7 @@ from docker.errors import BuildError, ImageNotFound
 
 from .engine import LABEL, SandboxError, client
 
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4
 """Bump when the way images are made changes, so every tag changes with it."""
 
 SUITES = {"3.9": "bullseye", "3.11": "bookworm", "3.13": "trixie"}
@@ -45,6 +45,16 @@ BASE_PACKAGES = (
 SANDBOX_USER = "sandbox"
 SANDBOX_UID = 1000
 WORKDIR = "/work"
+VENV = "/opt/patchswarm/venv"
+"""A virtual environment over the system's Python (it sees the system's packages, pytest
+among them): install steps can ``pip install`` into it, which Debian's own Python refuses
+(PEP 668), and it gives every image a ``python`` command."""
+PRISTINE = "/opt/patchswarm/pristine"
+"""Where an environment image keeps a copy of /work that no sandbox can write to; sandboxes
+with a read-only root copy it into their memory-backed /work, and copy it again to reset."""
+PRISTINE_LABEL = "patchswarm.pristine"
+FROM_LABEL = "patchswarm.from"
+"""The image an image was built on, for the cache's size accounting."""
 
 
 def cache_home() -> Path:
@@ -97,17 +107,27 @@ def image_exists(tag: str) -> bool:
 
 
 def _user_layer(from_image: str) -> str:
-    """Dockerfile lines that add the unprivileged user every sandbox runs as."""
+    """Dockerfile lines that add what every sandbox needs on top of a root file system: the
+    unprivileged user, git and patch, a system-wide git identity, and the virtual environment
+    (which also gives every image a ``python`` command)."""
     return (
         f"FROM {from_image}\n"
+        "USER root\n"
+        # A registry image may lack git or patch; a debootstrap one has them.
+        "RUN (command -v git && command -v patch && command -v ps) >/dev/null 2>&1 || "
+        "(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+        "--no-install-recommends git patch procps ca-certificates "
+        "&& rm -rf /var/lib/apt/lists/*)\n"
         f"RUN (getent passwd {SANDBOX_UID} >/dev/null || useradd -m -u {SANDBOX_UID} "
         f"{SANDBOX_USER}) && mkdir -p {WORKDIR} && chown {SANDBOX_UID} {WORKDIR} "
         "&& git config --system user.email sandbox@patchswarm.invalid "
         "&& git config --system user.name patchswarm "
         "&& git config --system --add safe.directory '*' "
-        "&& (command -v python >/dev/null || ln -s \"$(command -v python3)\" /usr/local/bin/python)\n"
-        "ENV PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 "
-        "LANG=C.UTF-8 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+        f"&& python3 -m venv --system-site-packages {VENV} "
+        f"&& chown -R {SANDBOX_UID}:{SANDBOX_UID} {VENV}\n"
+        f"ENV VIRTUAL_ENV={VENV} PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 "
+        f"LANG=C.UTF-8 PATH={VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:"
+        "/sbin:/bin\n"
     )
 
 
@@ -118,6 +138,7 @@ def ensure_base_image(
     recipe = recipe or BaseRecipe()
     tag = recipe.tag
     if image_exists(tag):
+        _note_used(tag)
         return tag
     lock = _lock(f"base-{tag.replace('/', '_').replace(':', '_')}")
     with lock:
@@ -133,9 +154,12 @@ def ensure_base_image(
             _user_layer(from_image),
             tag,
             log_path,
-            labels={LABEL: "base", "patchswarm.recipe": json.dumps(asdict(recipe))},
+            labels={LABEL: "base", "patchswarm.recipe": json.dumps(asdict(recipe)),
+                    FROM_LABEL: from_image},
+            network=bool(recipe.image),
         )
         log(f"built {tag} in {time.monotonic() - start:.0f}s (log: {log_path})")
+    _note_used(tag)
     return tag
 
 
@@ -276,26 +300,34 @@ def ensure_env_image(
 
     The repository inside is re-committed so that ``git diff`` and ``git checkout`` inside the
     sandbox can tell and undo any change a candidate makes. The install step runs with network
-    (it usually needs a package index); tests later run without.
+    (it usually needs a package index; ``ca_bundle`` copies the host's CA bundle in and points
+    pip, requests and OpenSSL at it, as a TLS-intercepting proxy needs); tests later run
+    without. The image is the problem's snapshot: it also keeps a pristine copy of /work that
+    sandboxes reset from.
     """
+    bundle = None
+    if ca_bundle:
+        bundle = host_ca_bundle()
+        if bundle is None:
+            raise SandboxError("--ca-bundle given but no CA bundle found on the host; "
+                               "set PATCHSWARM_CA_BUNDLE to its path.")
     recipe = EnvRecipe(base=base_tag, tree=tree_id(repo, commit), install=install,
-                       ca_bundle=ca_bundle)
+                       ca_bundle=ca_bundle,
+                       extra={"ca": hashlib.sha256(bundle).hexdigest()[:16]} if bundle else {})
     tag = recipe.tag
     if image_exists(tag):
+        _note_used(tag)
         return tag
     with _lock(f"env-{tag.split(':')[1]}"):
         if image_exists(tag):
+            _note_used(tag)
             return tag
         files = {"repo.tar": repo_archive(repo, commit)}
         lines = [
             f"FROM {base_tag}",
             f"ADD --chown={SANDBOX_UID}:{SANDBOX_UID} repo.tar {WORKDIR}/",
         ]
-        if ca_bundle:
-            bundle = host_ca_bundle()
-            if bundle is None:
-                raise SandboxError("--ca-bundle given but no CA bundle found on the host; "
-                                   "set PATCHSWARM_CA_BUNDLE to its path.")
+        if bundle is not None:
             files["ca.crt"] = bundle
             lines += [
                 "COPY ca.crt /etc/ssl/certs/patchswarm-ca.crt",
@@ -306,17 +338,47 @@ def ensure_env_image(
         lines += [f"USER {SANDBOX_USER}", f"WORKDIR {WORKDIR}"]
         if install:
             lines.append(f"RUN {install}")
-        lines.append(
+        lines += [
             "RUN git init -q . && git add -A . && git commit -q --no-verify -m base "
-            "&& git gc -q --prune=now"
-        )
+            "&& git gc -q --prune=now",
+            # The pristine copy: root's, in the image, out of every sandbox's reach.
+            "USER root",
+            f"RUN mkdir -p {os.path.dirname(PRISTINE)} && cp -a {WORKDIR} {PRISTINE}",
+            f"USER {SANDBOX_USER}",
+        ]
         log_path = _log_dir() / f"env-{tag.split(':')[1]}.log"
         start = time.monotonic()
         _build("\n".join(lines) + "\n", tag, log_path, files=files, network=bool(install),
-               labels={LABEL: "env", "patchswarm.source": f"{repo.name}@{commit[:12]}"})
+               labels={LABEL: "env", "patchswarm.source": f"{repo.name}@{commit[:12]}",
+                       FROM_LABEL: base_tag, PRISTINE_LABEL: PRISTINE,
+                       "patchswarm.install": install[:500]})
         log(f"built environment {tag} for {repo.name}@{commit[:12]} "
-            f"in {time.monotonic() - start:.1f}s")
+            f"in {time.monotonic() - start:.1f}s (log: {log_path})")
+    _note_used(tag)
+    _enforce_budget(keep=tag, log=log)
     return tag
+
+
+def _note_used(tag: str) -> None:
+    from .imagecache import note_used
+
+    try:
+        note_used(tag)
+    except Exception:  # noqa: BLE001 - bookkeeping never stops a build
+        pass
+
+
+def _enforce_budget(keep: str, log: Callable[[str], None]) -> None:
+    """After a build: evict least-recently-used images while the cache is over its budget
+    (``PATCHSWARM_IMAGE_BUDGET_GB``; none set, nothing is evicted)."""
+    from .imagecache import budget_from_env, prune
+
+    budget = budget_from_env()
+    if budget is None:
+        return
+    removed = prune(budget, keep={keep})
+    if removed:
+        log(f"image cache over its budget: removed {', '.join(r.tag for r in removed)}")
 
 
 class _lock:

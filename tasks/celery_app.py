@@ -42,13 +42,16 @@ from patchswarm.verifiers.registry import UnknownVerifier, load
 from patchswarm.verifiers.verdict import ERROR, Verdict
 
 from .cache import cache_key
+from .distributed import (
+    DEFAULT_BROKER,
+    SAMPLE_QUEUE,
+    SAMPLE_TASK,
+    VERIFY_QUEUE,
+    VERIFY_TASK,
+    SharedVerdictCache,
+)
 from .runner import verify_patch
 
-DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
-VERIFY_QUEUE = "verify"
-SAMPLE_QUEUE = "sample"
-VERIFY_TASK = "patchswarm.verify"
-SAMPLE_TASK = "patchswarm.sample"
 VERIFY_RETRIES = 2
 """Retries of a verify task after a hang (soft time limit) before it fails."""
 EXTRA_DELIVERIES = 3
@@ -233,8 +236,6 @@ def _pool(image: str, limits: Any) -> Any:
 def _cache(conf: dict[str, Any] | None) -> Any:
     if not conf:
         return None
-    from .distributed import SharedVerdictCache
-
     k = (conf["url"], conf["prefix"])
     if k not in _CACHES:
         _CACHES[k] = SharedVerdictCache(conf["url"], conf["prefix"])

@@ -118,6 +118,21 @@ model_option = click.option("--model", default=None,
 endpoint_option = click.option("--endpoint", default=None,
                                help="An OpenAI-compatible server (e.g. http://host:8000/v1) "
                                     "instead of the in-process engine.")
+broker_option = click.option("--broker", default=None,
+                             help="Run on Celery workers through this Redis broker "
+                                  "(redis://host:6379/0); without it, everything runs here.")
+
+
+def _orchestrator(broker: str | None):  # noqa: ANN202
+    """The Celery path's orchestrator when --broker is given; the broker is checked first."""
+    if broker is None:
+        return None
+    from .distributed import BrokerError, ClusterSettings, Orchestrator
+
+    try:
+        return Orchestrator(ClusterSettings(broker=broker))
+    except BrokerError as exc:
+        _fail(str(exc))
 
 
 @main.command()
@@ -129,6 +144,7 @@ endpoint_option = click.option("--endpoint", default=None,
 @click.option("-n", "n", default=8, show_default=True, help="Samples to draw.")
 @model_option
 @endpoint_option
+@broker_option
 @click.option("--base", default=None, help="The commit to repair (default HEAD).")
 @click.option("--file", "files", multiple=True, help="A file to show the model (repeatable).")
 @click.option("--run-dir", type=click.Path(path_type=Path), default=None,
@@ -145,14 +161,16 @@ endpoint_option = click.option("--endpoint", default=None,
 @click.option("--ca-bundle", is_flag=True, help="Pass the host's CA bundle into image builds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def repair(repo: Path, issue: Path, test: str, n: int, model: str | None,
-           endpoint: str | None, base: str | None, files: tuple[str, ...],
+           endpoint: str | None, broker: str | None, base: str | None, files: tuple[str, ...],
            run_dir: Path | None, apply_: bool, allow_dirty: bool, seed: int,
            temperature: float, fmt: str, install: str, base_image: str | None,
            ca_bundle: bool, as_json: bool) -> None:
     """Repair a local git repository. Its working tree is never touched unless --apply."""
+    from .distributed import BrokerError
     from .problem import local_problem
     from .runner import repair as run_repair
 
+    orch = _orchestrator(broker)
     if not issue.is_file():
         _fail(f"issue file {issue} not found")
     try:
@@ -165,11 +183,17 @@ def repair(repo: Path, issue: Path, test: str, n: int, model: str | None,
                          base_image=base_image, ca_bundle=ca_bundle)
     sampler = LazySampler(model or _default_model(), endpoint)
     try:
-        result = run_repair(problem, sampler, settings, run_dir, RichReporter())
-    except ProblemError as exc:
+        if orch is not None:
+            result = orch.repair(problem, settings, run_dir, model or _default_model(), endpoint,
+                                 RichReporter())
+        else:
+            result = run_repair(problem, sampler, settings, run_dir, RichReporter())
+    except (ProblemError, BrokerError) as exc:
         _fail(str(exc))
     finally:
         sampler.close()
+        if orch is not None:
+            orch.close()
     if apply_ and result.best_patch:
         _apply_to_user_tree(Path(problem.repo), result.best_patch)
     if as_json:
@@ -212,14 +236,16 @@ def _print_results(results: list) -> None:  # noqa: ANN001
 @click.option("-n", "n", default=8, show_default=True, help="Samples per problem.")
 @model_option
 @endpoint_option
+@broker_option
 @click.option("--run-dir", type=click.Path(path_type=Path), default=None)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def demo(examples: str | None, n: int, model: str | None, endpoint: str | None,
-         run_dir: Path | None, seed: int, as_json: bool) -> None:
+         broker: str | None, run_dir: Path | None, seed: int, as_json: bool) -> None:
     """Repair the bundled example problems with the default model and print what happened."""
     from patchswarm.tasks import examples as ex
 
+    from .distributed import BrokerError
     from .problem import local_problem
     from .runner import repair as run_repair
 
@@ -229,10 +255,12 @@ def demo(examples: str | None, n: int, model: str | None, endpoint: str | None,
     if unknown:
         _fail(f"unknown examples {unknown}; known: {', '.join(ex.list_examples())}")
     model = model or _default_model()
+    orch = _orchestrator(broker)
     run_dir = run_dir or Path("patchswarm-runs") / f"demo-{model}-n{n}-s{seed}"
     sampler = LazySampler(model, endpoint)
     settings = _settings(n=n, seed=seed)
     results = []
+    queued: list = []
     t_start = time.monotonic()
     try:
         for i in ids:
@@ -242,13 +270,28 @@ def demo(examples: str | None, n: int, model: str | None, endpoint: str | None,
                                     files=meta.get("files"))
             problem.fail_to_pass = list(meta.get("fail_to_pass", []))
             problem.pass_to_pass = list(meta.get("pass_to_pass", []))
+            if orch is not None:  # the Celery path runs the problems at once, below
+                queued.append((problem, run_dir / i))
+                continue
             try:
                 results.append(run_repair(problem, sampler, settings, run_dir / i,
                                           RichReporter(f"[{i}] ")))
             except ProblemError as exc:
                 console.print(f"[red]{i}: {exc}[/]")
+        if orch is not None:
+            done = orch.repair_many(queued, settings, model, endpoint,
+                                    lambda pid: RichReporter(f"[{pid}] "))
+            for (problem, _), r in zip(queued, done, strict=True):
+                if isinstance(r, Exception):
+                    console.print(f"[red]{problem.id}: {r}[/]")
+                else:
+                    results.append(r)
+    except BrokerError as exc:
+        _fail(str(exc))
     finally:
         sampler.close()
+        if orch is not None:
+            orch.close()
     wall = time.monotonic() - t_start
     solved = sum(r.solved for r in results)
     summary = {"model": model, "n": n, "seed": seed, "problems": len(ids), "solved": solved,
@@ -302,20 +345,6 @@ def status(run_dir: Path, as_json: bool) -> None:
     out.print(table)
 
 
-@main.group()
-def sandbox() -> None:
-    """Sandbox images and containers."""
-
-
-@sandbox.command("reap")
-@click.option("--all", "all_", is_flag=True, help="Also remove those of running processes.")
-def sandbox_reap(all_: bool) -> None:
-    """Remove sandbox containers left behind by crashed runs."""
-    from patchswarm.sandbox.container import reap
-
-    out.print(f"removed {reap(all_owners=all_)} containers")
-
-
 def _add_commands() -> None:
     """Commands that live in their own modules (``tasks/cmd_*.py``), one per area."""
     import importlib
@@ -326,7 +355,8 @@ def _add_commands() -> None:
             main.add_command(command)
 
 
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = ["cmd_worker", "cmd_bench", "cmd_bench_pipeline", "cmd_sandbox",
+                              "cmd_bench_sampling"]
 
 _add_commands()
 

@@ -65,8 +65,7 @@ def spawn_worker(broker: str, queues: list[str], concurrency: int = 1,
 def worker(queues: str, concurrency: int | None, broker: str | None, pool: str | None,
            hostname: str | None, loglevel: str, visibility_timeout: float | None) -> None:
     """Run a worker that takes sampling or verification tasks from the broker."""
-    from .celery_app import DEFAULT_BROKER
-    from .distributed import BrokerError, check_broker
+    from .distributed import DEFAULT_BROKER, BrokerError, check_broker
 
     names = [q.strip() for q in queues.split(",") if q.strip()]
     if not names:

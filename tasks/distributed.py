@@ -40,12 +40,17 @@ from patchswarm.verifiers.unittests import PytestVerifier
 from patchswarm.verifiers.verdict import ERROR, TIMEOUT, Verdict
 
 from .cache import CACHEABLE, NoCache, RedisVerdictCache, VerdictCache, cache_key
-from .celery_app import SAMPLE_QUEUE, SAMPLE_TASK, VERIFY_QUEUE, VERIFY_TASK, make_app
 from .problem import Problem, ProblemError
 from .runner import Environment, RepairResult, RepairSettings, Reporter, repair
 from .store import RunStore
 
 log = logging.getLogger("patchswarm.distributed")
+
+DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
+VERIFY_QUEUE = "verify"
+SAMPLE_QUEUE = "sample"
+VERIFY_TASK = "patchswarm.verify"
+SAMPLE_TASK = "patchswarm.sample"
 
 EPOCH_PREFIX = "patchswarm:epoch:"
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
@@ -79,7 +84,7 @@ def check_broker(url: str, timeout: float = 3.0) -> None:
         client.close()
     except redis.RedisError as exc:
         raise BrokerError(
-            f"cannot reach the broker at {redact(url)}: {exc}. Start Redis there "
+            f"cannot reach the broker at {redact(url)}: {str(exc).rstrip('.')}. Start Redis there "
             "(e.g. `docker compose -f docker/compose.yml up -d redis`), or leave out --broker "
             "to run everything in this process."
         ) from exc
@@ -171,6 +176,8 @@ class Orchestrator:
     problems may be in flight at once, sharing one window of verify tasks."""
 
     def __init__(self, cluster: ClusterSettings) -> None:
+        from .celery_app import make_app
+
         check_broker(cluster.broker)
         self.cluster = cluster
         self.app = make_app(cluster.broker)

@@ -241,23 +241,28 @@ class Relay:
                     relay.max_in_flight = max(relay.max_in_flight, relay.in_flight)
                     fail = relay.fail_first > 0
                     relay.fail_first -= 1
+                headers = None
                 try:
                     if fail:
-                        self._send(503, {"error": {"message": "overloaded"}},
-                                   {"retry-after": "0"})
+                        code, answer = 503, {"error": {"message": "overloaded"}}
+                        headers = {"retry-after": "0"}
                     elif "return_token_ids" in body:
-                        self._send(400, {"error": {"message": "Unrecognized request argument "
-                                                              "supplied: return_token_ids"}})
+                        code, answer = 400, {"error": {"message": "Unrecognized request "
+                                                                  "argument supplied: "
+                                                                  "return_token_ids"}}
                     elif body.get("n", 1) > 1:
-                        self._send(400, {"error": {"message": "n must be 1 for this model"}})
+                        code, answer = 400, {"error": {"message": "n must be 1 for this model"}}
                     else:
                         body.pop("seed", None)  # the CPU engine: one seeded request at a time
                         r = httpx.post(f"{relay.upstream}/chat/completions", json=body,
                                        timeout=120)
-                        self._send(r.status_code, r.json())
+                        code, answer = r.status_code, r.json()
                 finally:
+                    # counted out before answering: the client may send its next request
+                    # as soon as it has the answer
                     with relay.lock:
                         relay.in_flight -= 1
+                self._send(code, answer, headers)
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -185,7 +185,13 @@ class _Worker:
                 raise _WorkerGone("worker exited")
             self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
-        return json.loads(line)
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            raise _WorkerGone("unreadable reply") from None
+        if not isinstance(reply, dict):
+            raise _WorkerGone("unreadable reply")
+        return reply
 
     def kill(self) -> None:
         if self.proc.poll() is None:

@@ -1,0 +1,21 @@
+"""``patchswarm bench``: speed measurements, one subcommand per area (``bench <area> --json``).
+
+Areas live in their own modules and attach themselves with :func:`register`.
+"""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks: speed targets are measured here, never in timed tests."""
+
+
+def register(cmd: click.Command) -> None:
+    """Attach an area's benchmark command to the ``bench`` group."""
+    bench.add_command(cmd)
+
+
+COMMANDS = [bench]

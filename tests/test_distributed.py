@@ -1,0 +1,578 @@
+"""The Celery path against the real thing: a Redis server started here, real
+``celery -A patchswarm.tasks.celery_app worker`` processes, real Docker sandboxes verifying
+real candidate patches of a bundled example.
+
+Fault tests kill a worker with SIGKILL in the middle of a task, restart Redis (which loses
+everything: it runs without persistence) in the middle of a run, and freeze a sandbox so that
+its task hangs; each run must still complete with every candidate judged exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+
+from patchswarm.agent.ranking import rank
+from patchswarm.tasks import examples
+from patchswarm.tasks.cache import NoCache
+from patchswarm.tasks.cmd_bench_pipeline import (
+    candidates_from,
+    originals_for,
+    variant_patches,
+    wait_for_workers,
+)
+from patchswarm.tasks.cmd_worker import spawn_worker
+from patchswarm.tasks.distributed import (
+    VERIFY_TASK,
+    BrokerError,
+    ClusterSettings,
+    Orchestrator,
+    RemoteSampler,
+    SharedVerdictCache,
+)
+from patchswarm.tasks.problem import local_problem
+from patchswarm.tasks.runner import RepairSettings, Reporter, groups_of, prepare, verify
+from patchswarm.tasks.store import RunStore
+
+pytestmark = [pytest.mark.docker, pytest.mark.redis]
+
+EXAMPLE = "gradebook-average"
+PORT = 6390
+RESTART_PORT = 6391
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+class RedisServer:
+    """A redis-server child process on 127.0.0.1:port with nothing saved to disk."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        exe = shutil.which("redis-server")
+        if exe is None:
+            pytest.fail("redis-server is not installed: run `bash docker/setup.sh --test`")
+        self.proc = subprocess.Popen(
+            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis(port=self.port, socket_connect_timeout=0.5).ping()
+                return
+            except redis.RedisError:
+                if self.proc.poll() is not None:
+                    pytest.fail(f"redis-server could not start on port {self.port} "
+                                "(is the port taken?)")
+                time.sleep(0.05)
+        pytest.fail(f"redis-server did not answer on port {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+
+@pytest.fixture(scope="module")
+def broker():
+    server = RedisServer(PORT)
+    server.start()
+    yield server.url
+    server.stop()
+
+
+class Example:
+    """The gradebook example prepared once: image built, baseline run, candidates made."""
+
+    def __init__(self, root: Path) -> None:
+        meta = examples.load_example(EXAMPLE)
+        self.repo = examples.materialise(EXAMPLE, root / "repo")
+        self.problem = local_problem(self.repo, meta["issue"], meta["test_command"],
+                                     problem_id=EXAMPLE, files=meta.get("files"))
+        self.problem.fail_to_pass = list(meta["fail_to_pass"])
+        self.problem.pass_to_pass = list(meta["pass_to_pass"])
+        self.env = prepare(self.problem, RepairSettings(), RunStore(root / "prepare"),
+                           Reporter())
+        self.originals = originals_for(EXAMPLE, self.repo)
+        self.gold = (meta["root"] / "fix.patch").read_text()
+
+    def patches(self, count: int, sleep: float = 0.0) -> list[str]:
+        """Distinct patches never seen before (a fresh tag), right and wrong alternately."""
+        return [p for _, p in variant_patches(EXAMPLE, self.repo, count, sleep=sleep,
+                                              tag=uuid.uuid4().hex[:8])]
+
+    def groups(self, patches: list[str]) -> list:
+        return groups_of(candidates_from(self.problem.id, patches, self.originals))
+
+
+@pytest.fixture(scope="module")
+def example(base_image, tmp_path_factory) -> Example:
+    return Example(tmp_path_factory.mktemp("distributed"))
+
+
+class Workers:
+    """Real Celery worker processes, each in its own process group; all stopped at the end."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, url: str, queue: str, name: str, concurrency: int = 1,
+              env: dict[str, str] | None = None, wait: bool = True) -> subprocess.Popen:
+        full = f"{name}@{socket.gethostname()}"
+        proc = spawn_worker(url, [queue], concurrency, full, self.log(name), env=env)
+        self.procs[name] = proc
+        if wait:
+            from patchswarm.tasks.celery_app import make_app
+
+            wait_for_workers(make_app(url), [full], timeout=60)
+        return proc
+
+    def log(self, name: str) -> Path:
+        return self.tmp / f"{name}.log"
+
+    def read_log(self, name: str) -> str:
+        return self.log(name).read_text(errors="replace")
+
+    def kill9(self, name: str) -> None:
+        os.killpg(self.procs[name].pid, signal.SIGKILL)
+        self.procs[name].wait(10)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+        from patchswarm.sandbox.container import reap
+
+        reap()  # the sandboxes of killed workers
+
+
+@pytest.fixture
+def workers(tmp_path):
+    w = Workers(tmp_path)
+    yield w
+    w.stop_all()
+
+
+def queue_name() -> str:
+    return f"verify-test-{uuid.uuid4().hex[:8]}"
+
+
+def statuses(verdicts: dict) -> dict[str, str]:
+    return {k: v.status for k, v in verdicts.items()}
+
+
+def expected(example: Example, patches: list[str]) -> dict[str, str]:
+    """variant_patches alternate right (passed) and wrong (failed)."""
+    return {c.key: ("passed" if i % 2 == 0 else "failed") for i, c in
+            enumerate(candidates_from(example.problem.id, patches, example.originals))}
+
+
+def verdict_lines(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "verdicts.jsonl").read_text().splitlines()]
+
+
+def child_pids(pid: int) -> set[int]:
+    out = set()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.add(int(d.name))
+    return out
+
+
+def running_pytest_container(worker_pid: int, timeout: float = 60.0):
+    """The sandbox container in which a pool process of the worker runs pytest."""
+    from patchswarm.sandbox.container import RUN_LABEL
+    from patchswarm.sandbox.engine import client
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = {str(p) for p in child_pids(worker_pid)} | {str(worker_pid)}
+        for c in client().containers.list(filters={"label": RUN_LABEL}):
+            if c.labels.get(RUN_LABEL, "").split(":")[1:2] and \
+                    c.labels[RUN_LABEL].split(":")[1] in pids:
+                try:
+                    procs = c.top().get("Processes") or []
+                except Exception:  # noqa: BLE001 - it may end between list and top
+                    continue
+                if any("pytest" in " ".join(p) for p in procs):
+                    return c
+        time.sleep(0.1)
+    raise AssertionError("no sandbox of the worker started running pytest")
+
+
+def in_thread(fn):  # noqa: ANN001, ANN201
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test
+            box["error"] = exc
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+
+    def join(timeout: float):  # noqa: ANN202
+        t.join(timeout)
+        assert not t.is_alive(), f"the run did not finish within {timeout}s"
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+
+    return join
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def test_unreachable_broker_is_a_clear_error_before_any_work(tmp_path):
+    dead = "redis://127.0.0.1:1/0"
+    with pytest.raises(BrokerError, match=r"cannot reach the broker at redis://127.0.0.1:1/0"):
+        Orchestrator(ClusterSettings(broker=dead))
+    repo = examples.materialise(EXAMPLE, tmp_path / "repo")
+    issue = tmp_path / "issue.md"
+    issue.write_text("averages are whole numbers")
+    run_dir = tmp_path / "run"
+    cli = [sys.executable, "-m", "patchswarm.tasks.cli"]
+    proc = subprocess.run([*cli, "repair", "--repo", str(repo), "--issue", str(issue),
+                           "--test", "python -m pytest -q", "--run-dir", str(run_dir),
+                           "--broker", dead], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot reach the broker at redis://127.0.0.1:1/0" in proc.stderr
+    assert not run_dir.exists(), "work started before the broker was checked"
+    proc = subprocess.run([*cli, "worker", "--queues", "verify", "--broker", dead],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "cannot reach the broker at redis://127.0.0.1:1/0" in proc.stderr
+    proc = subprocess.run([*cli, "demo", "--broker", "amqp://127.0.0.1/"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "patchswarm runs on Redis" in proc.stderr
+
+
+def test_malformed_messages_are_rejected_once_and_logged(broker, workers, example):
+    queue = queue_name()
+    workers.start(broker, queue, "bad")
+    r = redis.Redis.from_url(broker)
+    with Orchestrator(ClusterSettings(broker=broker, verify_queue=queue)) as orch:
+        # A well-formed message whose argument is not a verify request.
+        res = orch.app.send_task(VERIFY_TASK, args=[{"image": 42, "patch": "x"}], queue=queue)
+        with pytest.raises(Exception, match="malformed task"):
+            res.get(timeout=30)
+        # A message whose body is not even JSON, pushed straight into the queue.
+        r.lpush(queue, b"\x00not a celery message{")
+        # The worker goes on with real work afterwards.
+        patches = example.patches(2)
+        verdicts = orch.verify(example.env, example.groups(patches), RepairSettings(),
+                               RunStore(Path(workers.tmp) / "run"), Reporter(), NoCache())
+        assert statuses(verdicts) == expected(example, patches)
+    time.sleep(2)
+    text = workers.read_log("bad")
+    assert text.count("rejected malformed patchswarm.verify task") == 1, text[-3000:]
+    assert "field 'image' is missing or not a str" in text
+    assert r.llen(queue) == 0, "a rejected message went back to the queue"
+    unacked = r.hgetall("unacked")
+    assert not any(queue.encode() in v for v in unacked.values()), "a message is still unacked"
+
+
+def test_a_missing_image_is_an_error_verdict_not_a_crash(broker, workers, example):
+    queue = queue_name()
+    workers.start(broker, queue, "noimage")
+    with Orchestrator(ClusterSettings(broker=broker, verify_queue=queue, cache=False)) as orch:
+        from patchswarm.tasks.runner import Environment
+
+        env = Environment("patchswarm/env:does-not-exist", example.env.files, example.env.spec)
+        verdicts = orch.verify(env, example.groups(example.patches(1)), RepairSettings(),
+                               RunStore(Path(workers.tmp) / "run"), Reporter(), NoCache())
+    (v,) = verdicts.values()
+    assert v.status == "error" and "not on this worker's Docker engine" in v.detail
+
+
+# ----------------------------------------------------------------------------- same results
+
+def test_same_verdicts_and_choice_as_the_in_process_runner(broker, workers, example, tmp_path):
+    patches = example.patches(4)
+    cosmetic = example.gold.replace("+    return sum(scores) / len(scores)",
+                                    "+    return sum(scores) / len(scores)  # true division")
+    assert cosmetic != example.gold
+    broken = "--- a/gradebook.py\n+++ b/gradebook.py\n@@ -1,1 +1,1 @@\n-no such line\n+x\n"
+    fixed = [example.gold, *patches, cosmetic, broken]
+    local_groups, remote_groups = example.groups(fixed), example.groups(fixed)
+    assert len(local_groups) == len(fixed) - 1, "the cosmetic variant should share gold's key"
+
+    local = verify(example.env, local_groups, RepairSettings(verify_workers=2),
+                   RunStore(tmp_path / "local"), Reporter(), NoCache())
+    queue = queue_name()
+    workers.start(broker, queue, "same1")
+    workers.start(broker, queue, "same2")
+    with Orchestrator(ClusterSettings(broker=broker, verify_queue=queue, cache=False)) as orch:
+        remote = orch.verify(example.env, remote_groups, RepairSettings(),
+                             RunStore(tmp_path / "remote"), Reporter(), NoCache())
+        assert {d["worker"].split("@")[0] for d in orch.stats.deliveries} == {"same1", "same2"}
+
+    assert statuses(remote) == statuses(local)
+    assert {k: v.tests for k, v in remote.items()} == {k: v.tests for k, v in local.items()}
+    gold_key = local_groups[0].key
+    assert local[gold_key].status == "passed"
+    assert [v.status for k, v in local.items() if k == remote_groups[-1].key] == ["error"]
+    assert rank(local_groups)[0].key == rank(remote_groups)[0].key == gold_key
+    assert [g.key for g in rank(local_groups)] == [g.key for g in rank(remote_groups)]
+
+
+# ----------------------------------------------------------------------------- cache, resume
+
+def test_verdict_cache_is_shared_by_workers_runs_and_paths(broker, workers, example, tmp_path):
+    queue = queue_name()
+    workers.start(broker, queue, "cache")
+    prefix = f"patchswarm:test-verdict:{uuid.uuid4().hex[:8]}:"
+    patches = example.patches(3)
+    cluster = ClusterSettings(broker=broker, verify_queue=queue, cache_prefix=prefix)
+    with Orchestrator(cluster) as orch:
+        first = orch.verify(example.env, example.groups(patches), RepairSettings(),
+                            RunStore(tmp_path / "run1"), Reporter())
+        assert orch.stats.submitted == 3
+        again = orch.verify(example.env, example.groups(patches), RepairSettings(),
+                            RunStore(tmp_path / "run2"), Reporter())
+        assert orch.stats.submitted == 3, "a cached change was sent to a worker again"
+        assert statuses(again) == statuses(first) == expected(example, patches)
+        assert all(v.extra.get("cached") for v in again.values())
+        # A worker that gets a change already judged answers from the cache, not a sandbox.
+        (g, *_) = example.groups(patches)
+        payload = {"image": example.env.image, "spec": example.env.spec, "patch": g.patch,
+                   "key": g.key, "verifier": {"name": "pytest", "reruns": 2},
+                   "cache": {"url": broker, "prefix": prefix}}
+        envelope = orch.app.send_task(VERIFY_TASK, args=[payload], queue=queue).get(timeout=30)
+        assert envelope["cached"] is True and envelope["verdict"]["status"] == "passed"
+    # The in-process runner pointed at the same cache gets the same hits.
+    local = verify(example.env, example.groups(patches), RepairSettings(),
+                   RunStore(tmp_path / "local"), Reporter(), SharedVerdictCache(broker, prefix))
+    assert all(v.extra.get("cached") for v in local.values())
+
+
+def test_a_resumed_run_verifies_only_what_is_missing(broker, workers, example, tmp_path):
+    from patchswarm.tasks.cli import main
+
+    queue = queue_name()
+    workers.start(broker, queue, "resume")
+    patches = example.patches(4)
+    cands = candidates_from(example.problem.id, patches, example.originals)
+    run_dir = tmp_path / "run"
+    store = RunStore(run_dir)
+    store.write_json("run.json", {"problem": example.problem.to_dict(), "settings": {"n": 4}})
+    for c in cands:
+        store.add_candidate(c.to_dict())
+    # A first run that stopped after two verdicts (one line cut short by the crash).
+    local = verify(example.env, example.groups(patches[:2]), RepairSettings(),
+                   RunStore(tmp_path / "first"), Reporter(), NoCache())
+    for k, v in local.items():
+        store.add_verdict(k, v.to_dict())
+    with open(run_dir / "verdicts.jsonl", "a") as fh:
+        fh.write('{"key": "cut sho')
+
+    from click.testing import CliRunner
+
+    row = json.loads(CliRunner().invoke(main, ["status", str(run_dir), "--json"]).output)[0]
+    assert (row["sampled"], row["distinct"], row["verified"], row["passed"]) == (4, 4, 2, 1)
+
+    with Orchestrator(ClusterSettings(broker=broker, verify_queue=queue, cache=False)) as orch:
+        verdicts = orch.verify(example.env, example.groups(patches), RepairSettings(),
+                               RunStore(run_dir), Reporter(), NoCache())
+        assert orch.stats.submitted == 2, "verdicts already in the store were sent again"
+    assert statuses(verdicts) == expected(example, patches)
+    row = json.loads(CliRunner().invoke(main, ["status", str(run_dir), "--json"]).output)[0]
+    assert (row["sampled"], row["distinct"], row["verified"], row["passed"]) == (4, 4, 4, 2)
+
+
+# ----------------------------------------------------------------------------- back-pressure
+
+def test_back_pressure_bounds_the_tasks_in_flight(broker, workers, example, tmp_path):
+    queue = queue_name()
+    workers.start(broker, queue, "window")
+    r = redis.Redis.from_url(broker)
+    patches = example.patches(6)
+    cluster = ClusterSettings(broker=broker, verify_queue=queue, cache=False, max_in_flight=2,
+                              max_backlog=3)
+    with Orchestrator(cluster) as orch:
+        queued: list[int] = []
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.is_set():
+                queued.append(r.llen(queue))
+                time.sleep(0.02)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        join = in_thread(lambda: orch.verify(example.env, example.groups(patches),
+                                             RepairSettings(), RunStore(tmp_path / "run"),
+                                             Reporter(), NoCache()))
+        # Sampling more waits while the sampled candidates outnumber max_backlog.
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        orch.wait_for_room()
+        waited = time.monotonic() - t0
+        verdicts = join(120)
+        stop.set()
+        watcher.join()
+    assert statuses(verdicts) == expected(example, patches)
+    assert orch.stats.max_in_flight_seen == 2
+    assert max(queued) <= 2, f"{max(queued)} tasks were queued at once, past the window of 2"
+    assert waited > 0.5, "sampling did not wait for the verifiers to catch up"
+
+
+# ----------------------------------------------------------------------------- many problems
+
+def test_many_problems_in_flight_end_to_end(broker, workers, example, tmp_path):
+    """Whole runs (prepare, verify on workers, rank, report) of two problems at once. The
+    candidates are already in each run store, as after sampling, so no model is needed."""
+    queue = queue_name()
+    workers.start(broker, queue, "many1")
+    workers.start(broker, queue, "many2")
+    runs = []
+    for ex_id in (EXAMPLE, "duration-format"):
+        meta = examples.load_example(ex_id)
+        repo = examples.materialise(ex_id, tmp_path / "repos" / ex_id)
+        problem = local_problem(repo, meta["issue"], meta["test_command"], problem_id=ex_id,
+                                files=meta.get("files"))
+        problem.fail_to_pass = list(meta["fail_to_pass"])
+        problem.pass_to_pass = list(meta["pass_to_pass"])
+        patches = [p for _, p in variant_patches(ex_id, repo, 3, tag=uuid.uuid4().hex[:6])]
+        store = RunStore(tmp_path / "runs" / ex_id)
+        for c in candidates_from(ex_id, patches, originals_for(ex_id, repo)):
+            store.add_candidate(c.to_dict())
+        runs.append((problem, store.path))
+    cluster = ClusterSettings(broker=broker, verify_queue=queue, cache=False,
+                              problems_in_flight=2)
+    with Orchestrator(cluster) as orch:
+        results = orch.repair_many(runs, RepairSettings(n=3), model="unused")
+    for (problem, run_dir), result in zip(runs, results, strict=True):
+        assert not isinstance(result, Exception), result
+        assert (result.samples, result.distinct, result.verified) == (3, 3, 2)
+        assert result.solved and (run_dir / "best.patch").exists()
+        assert (run_dir / "report.md").exists()
+
+
+# ----------------------------------------------------------------------------- sampling queue
+
+def test_sampling_tasks_go_to_the_sampling_queue(broker, workers):
+    """A sampling worker (threads pool) answers on its own queue; a model it cannot load is
+    a clear sampling error for the run, not a hang."""
+    queue = f"sample-test-{uuid.uuid4().hex[:8]}"
+    workers.start(broker, queue, "sampler")
+    from patchswarm.agent.sampler import SamplerError, SamplingParams
+
+    with Orchestrator(ClusterSettings(broker=broker, sample_queue=queue)) as orch:
+        sampler = RemoteSampler(orch, "no-such-model")
+        with pytest.raises(SamplerError, match="no-such-model"):
+            sampler.sample([{"role": "user", "content": "hi"}], SamplingParams(n=2))
+    assert "patchswarm.sample" in workers.read_log("sampler")
+
+
+# ----------------------------------------------------------------------------- faults
+
+def test_kill_9_of_a_verify_worker_mid_task(broker, workers, example, tmp_path):
+    queue = queue_name()
+    env = {"PATCHSWARM_VISIBILITY_TIMEOUT": "8"}
+    victim = workers.start(broker, queue, "victim", env=env)
+    slow = example.patches(1, sleep=3)  # passes, but runs long enough to be killed in
+    patches = slow + example.patches(3)
+    run_dir = tmp_path / "run"
+    with Orchestrator(ClusterSettings(broker=broker, verify_queue=queue, cache=False)) as orch:
+        join = in_thread(lambda: orch.verify(example.env, example.groups(patches),
+                                             RepairSettings(), RunStore(run_dir), Reporter(),
+                                             NoCache()))
+        running_pytest_container(victim.pid)
+        workers.kill9("victim")
+        workers.start(broker, queue, "rescuer", env=env)
+        verdicts = join(120)
+        deliveries = orch.stats.deliveries
+    assert statuses(verdicts) == expected(example, patches)
+    lines = verdict_lines(run_dir)
+    assert sorted(d["key"] for d in lines) == sorted(expected(example, patches)), \
+        "a candidate is missing or was counted twice"
+    slow_key = example.groups(slow)[0].key
+    (slow_result,) = [d for d in deliveries if d["key"] == slow_key]
+    assert slow_result["worker"].startswith("rescuer@")
+    assert slow_result["delivery"] == 2, "the killed task was not delivered again"
+    assert slow_result["attempt"] == 1, "the orchestrator had to resend it: no redelivery"
+
+
+def test_redis_restarted_mid_run(workers, example, tmp_path):
+    server = RedisServer(RESTART_PORT)
+    server.start()
+    try:
+        queue = queue_name()
+        workers.start(server.url, queue, "r1")
+        workers.start(server.url, queue, "r2")
+        patches = example.patches(1, sleep=2) + example.patches(5)
+        run_dir = tmp_path / "run"
+        cluster = ClusterSettings(broker=server.url, verify_queue=queue, cache=False,
+                                  outage_timeout=60)
+        with Orchestrator(cluster) as orch:
+            join = in_thread(lambda: orch.verify(example.env, example.groups(patches),
+                                                 RepairSettings(), RunStore(run_dir),
+                                                 Reporter(), NoCache()))
+            deadline = time.monotonic() + 60
+            while orch.stats.results < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert orch.stats.results >= 1
+            server.stop()  # everything in Redis is lost: queue, unacked messages, results
+            time.sleep(1.0)
+            server.start()
+            verdicts = join(150)
+            stats = orch.stats
+    finally:
+        workers.stop_all()
+        server.stop()
+    assert statuses(verdicts) == expected(example, patches)
+    lines = verdict_lines(run_dir)
+    assert sorted(d["key"] for d in lines) == sorted(expected(example, patches))
+    assert stats.data_losses >= 1, "the orchestrator did not notice that Redis lost its data"
+    assert stats.results >= len(patches)
+
+
+def test_a_hung_task_times_out_and_is_retried(broker, workers, example, tmp_path):
+    queue = queue_name()
+    w = workers.start(broker, queue, "hang")
+    slow = example.patches(1, sleep=3)
+    cluster = ClusterSettings(broker=broker, verify_queue=queue, cache=False,
+                              soft_time_limit=10)
+    with Orchestrator(cluster) as orch:
+        join = in_thread(lambda: orch.verify(example.env, example.groups(slow),
+                                             RepairSettings(), RunStore(tmp_path / "run"),
+                                             Reporter(), NoCache()))
+        container = running_pytest_container(w.pid)
+        container.pause()  # the sandbox freezes: the task hangs until its time limit
+        verdicts = join(90)
+        (delivery,) = orch.stats.deliveries
+    assert statuses(verdicts) == expected(example, slow)
+    assert delivery["retries"] == 1 and delivery["attempt"] == 1
+    text = workers.read_log("hang")
+    assert "Soft time limit (10" in text and "exceeded" in text
+    assert "retry" in text.lower()
