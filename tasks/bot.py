@@ -1,0 +1,732 @@
+"""The GitHub App webhook: an issue given a label, or a `/patchswarm repair` comment from a
+user with write access, gets a draft pull request holding the best verified patch, or an
+honest comment when nothing passed.
+
+The receiver only checks and queues (it answers GitHub at once); a worker thread does the
+job: an installation token (app JWT → token), a clone of the repository, the repair, a
+branch pushed to the repository, a draft pull request and comments on the issue.
+
+Trust: the webhook signature (HMAC-SHA256 of the raw body with the app's secret, compared in
+constant time) is checked before anything else; a bad or missing one gets 401 and nothing is
+recorded or queued. A comment counts only from an owner, member or collaborator (its
+``author_association``), and every job then asks GitHub for the actor's permission on the
+repository (write, maintain or admin), so a label added by someone without write access does
+nothing either. The issue text is untrusted: it goes only into the model's prompt (and the
+commit message through stdin), never into a shell or a command line. The installation token
+lives in this process: git on this machine gets it through the environment of a credential
+helper (never on a command line, in a URL or in a git config file); sandboxes are built from
+the repository's committed files and get no environment of the host.
+
+Repeated deliveries: GitHub redelivers a webhook with the same ``X-GitHub-Delivery`` id; ids
+are recorded (SQLite in the state folder, or Redis when configured) and a second delivery
+is answered ``duplicate``. Jobs are recorded too: a restart takes up jobs left unfinished
+(their repairs resume from the run store).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import os
+import queue
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .batch import GitError, clone, commit_patch, git, rev_parse
+from .github_client import WRITE_PERMISSIONS, GitHubApp, GitHubError, Installation
+from .problem import Problem, ProblemError, local_problem
+from .runner import RepairResult, RepairSettings, Reporter
+
+log = logging.getLogger("patchswarm.bot")
+
+MAX_BODY = 25 * 1024 * 1024
+"""GitHub caps webhook payloads at 25 MB."""
+TRUSTED_ASSOCIATIONS = ("OWNER", "MEMBER", "COLLABORATOR")
+REPO_CONFIG = ".patchswarm.yml"
+REPO_CONFIG_KEYS = {"test", "install", "files", "python", "n", "test_timeout"}
+_TEST_ID = re.compile(r"^[\w./-]+\.py(::[\w\[\].,:=+ -]+)*$")
+_MAX_ISSUE = 20_000
+
+# git on this machine reads the token from its environment through this helper; the helper's
+# text holds no secret, so it may appear on a command line.
+CREDENTIAL_ARGS = (
+    "-c", "credential.helper=",
+    "-c", "credential.helper=!f() { test \"$1\" = get || exit 0; "
+          "echo username=x-access-token; echo \"password=$PATCHSWARM_GIT_TOKEN\"; }; f",
+)
+
+
+@dataclass
+class BotConfig:
+    app_id: int | str
+    private_key: str
+    webhook_secret: bytes
+    state_dir: Path
+    base_url: str = "https://api.github.com"
+    label: str = "patchswarm"
+    command: str = "/patchswarm repair"
+    test_command: str = "python -m pytest -q"
+    """Used when the repository has no .patchswarm.yml naming its test command."""
+    settings: RepairSettings = field(default_factory=RepairSettings)
+    model: str | None = None
+    endpoint: str | None = None
+    broker: str | None = None
+    redis_url: str | None = None
+    """Record delivery ids in Redis (shared by several receivers) instead of SQLite."""
+    workers: int = 1
+    rate_retries: int = 3
+    git_author: tuple[str, str] = ("patchswarm[bot]", "patchswarm[bot]@users.noreply.github.com")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.webhook_secret, str):
+            self.webhook_secret = self.webhook_secret.encode()
+        if not self.webhook_secret:
+            raise ValueError("the webhook secret is empty: set the same secret as in the "
+                             "GitHub App's settings")
+        self.state_dir = Path(self.state_dir)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def sign(secret: bytes, body: bytes) -> str:
+    """The ``X-Hub-Signature-256`` value GitHub sends for ``body``."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+def verify_signature(secret: bytes, body: bytes, header: str | None) -> bool:
+    """Constant-time check of ``X-Hub-Signature-256`` against the raw body."""
+    if not header or not secret:
+        return False
+    return hmac.compare_digest(sign(secret, body).encode(), header.strip().encode())
+
+
+@dataclass
+class Trigger:
+    """What a webhook asks for: repair one issue of one repository."""
+
+    kind: str
+    """``label`` or ``command``."""
+    delivery: str
+    installation_id: int
+    owner: str
+    repo: str
+    number: int
+    title: str
+    body: str
+    actor: str
+    fail_to_pass: list[str] = field(default_factory=list)
+    error: str | None = None
+    """A command this bot could not read (answered with a usage comment)."""
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.repo}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Trigger:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass
+class Ignored:
+    reason: str
+
+
+def _command_args(body: str, command: str) -> list[str] | None:
+    """The words after the command when the comment's first line is the command, else None."""
+    first = next((ln.strip() for ln in (body or "").splitlines() if ln.strip()), "")
+    if not first.lower().startswith(command.lower()):
+        return None
+    rest = first[len(command):]
+    if rest and not rest[0].isspace():
+        return None  # "/patchswarm repairing" is not the command
+    return rest.split()
+
+
+def parse_event(event: str, payload: dict[str, Any], config: BotConfig) -> Trigger | Ignored:
+    """Decide from the payload alone whether to act. Nothing here calls GitHub."""
+    try:
+        action = payload.get("action")
+        issue = payload["issue"] if event in ("issues", "issue_comment") else None
+        sender = payload.get("sender") or {}
+        if issue is None:
+            return Ignored(f"event {event!r} is not handled")
+        if sender.get("type") == "Bot":
+            return Ignored("the sender is a bot")
+        if "pull_request" in issue:
+            return Ignored("pull requests are not repaired, issues are")
+        if issue.get("state") == "closed":
+            return Ignored("the issue is closed")
+        inst = (payload.get("installation") or {}).get("id")
+        if not isinstance(inst, int):
+            return Ignored("the payload names no installation of the app")
+        repo = payload["repository"]
+        base = dict(delivery="", installation_id=inst, owner=repo["owner"]["login"],
+                    repo=repo["name"], number=int(issue["number"]),
+                    title=str(issue.get("title") or ""),
+                    body=str(issue.get("body") or "")[:_MAX_ISSUE],
+                    actor=str(sender.get("login") or ""))
+        if event == "issues":
+            if action != "labeled":
+                return Ignored(f"issues.{action} is not a trigger")
+            if (payload.get("label") or {}).get("name") != config.label:
+                return Ignored(f"the label is not {config.label!r}")
+            return Trigger(kind="label", **base)
+        if action != "created":
+            return Ignored(f"issue_comment.{action} is not a trigger")
+        comment = payload["comment"]
+        args = _command_args(str(comment.get("body") or ""), config.command)
+        if args is None:
+            return Ignored("the comment holds no command")
+        if comment.get("author_association") not in TRUSTED_ASSOCIATIONS:
+            return Ignored(f"{comment.get('user', {}).get('login')} is not an owner, member "
+                           "or collaborator")
+        base["actor"] = str((comment.get("user") or {}).get("login") or base["actor"])
+        bad = [a for a in args if not _TEST_ID.match(a)]
+        trig = Trigger(kind="command", fail_to_pass=[a for a in args if _TEST_ID.match(a)][:50],
+                       **base)
+        if bad:
+            trig.error = (f"`{config.command}` takes test ids such as "
+                          "`tests/test_x.py::test_y` (or nothing); could not read "
+                          + ", ".join(f"`{b[:40]}`" for b in bad[:3]))
+        return trig
+    except (KeyError, TypeError, ValueError) as exc:
+        return Ignored(f"the payload lacks a field the bot needs ({exc})")
+
+
+# ----------------------------------------------------------------------------- state
+
+
+class Deliveries:
+    """Delivery ids seen (SQLite); ``first_time`` is atomic."""
+
+    def __init__(self, db: StateDB) -> None:
+        self.db = db
+
+    def first_time(self, delivery: str, event: str) -> bool:
+        return self.db.add_delivery(delivery, event)
+
+
+class RedisDeliveries:
+    """Delivery ids in Redis, kept a week (GitHub redelivers for three days)."""
+
+    def __init__(self, url: str, prefix: str = "patchswarm:delivery:",
+                 ttl: int = 7 * 86400) -> None:
+        import redis
+
+        self.r = redis.Redis.from_url(url, socket_timeout=5)
+        self.r.ping()
+        self.prefix = prefix
+        self.ttl = ttl
+
+    def first_time(self, delivery: str, event: str) -> bool:
+        return bool(self.r.set(self.prefix + delivery, event, nx=True, ex=self.ttl))
+
+
+ACTIVE = ("queued", "running")
+
+
+class StateDB:
+    """The bot's SQLite file: delivery ids and jobs."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
+                                    timeout=30)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.lock = threading.Lock()
+        with self.lock:
+            self.conn.executescript("""
+                CREATE TABLE IF NOT EXISTS deliveries (
+                    id TEXT PRIMARY KEY, event TEXT, received REAL);
+                CREATE TABLE IF NOT EXISTS jobs (
+                    id TEXT PRIMARY KEY, delivery TEXT, repo TEXT, issue INTEGER,
+                    status TEXT, trigger TEXT, info TEXT, created REAL, updated REAL);
+                CREATE INDEX IF NOT EXISTS jobs_issue ON jobs (repo, issue, status);
+            """)
+
+    def add_delivery(self, delivery: str, event: str) -> bool:
+        with self.lock:
+            cur = self.conn.execute(
+                "INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?)",
+                (delivery, event, time.time()))
+            return cur.rowcount == 1
+
+    def add_job(self, trig: Trigger) -> str | None:
+        """A new job, or None when one for the same issue is already queued or running."""
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                busy = self.conn.execute(
+                    "SELECT id FROM jobs WHERE repo=? AND issue=? AND status IN (?, ?)",
+                    (trig.full_name, trig.number, *ACTIVE)).fetchone()
+                if busy:
+                    self.conn.execute("COMMIT")
+                    return None
+                job_id = uuid.uuid4().hex[:12]
+                now = time.time()
+                self.conn.execute(
+                    "INSERT INTO jobs VALUES (?, ?, ?, ?, 'queued', ?, '{}', ?, ?)",
+                    (job_id, trig.delivery, trig.full_name, trig.number,
+                     json.dumps(trig.to_dict()), now, now))
+                self.conn.execute("COMMIT")
+                return job_id
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            row = self.conn.execute(
+                "SELECT id, delivery, repo, issue, status, trigger, info, created, updated "
+                "FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if row is None:
+            return None
+        keys = ("id", "delivery", "repo", "issue", "status", "trigger", "info", "created",
+                "updated")
+        d = dict(zip(keys, row, strict=True))
+        d["trigger"] = json.loads(d["trigger"])
+        d["info"] = json.loads(d["info"])
+        return d
+
+    def jobs(self, statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            ids = [r[0] for r in self.conn.execute(
+                "SELECT id FROM jobs ORDER BY created").fetchall()]
+        out = [j for j in (self.job(i) for i in ids) if j]
+        return [j for j in out if statuses is None or j["status"] in statuses]
+
+    def update(self, job_id: str, status: str | None = None, **info: Any) -> None:
+        with self.lock:
+            row = self.conn.execute("SELECT status, info FROM jobs WHERE id=?",
+                                    (job_id,)).fetchone()
+            if row is None:
+                return
+            merged = {**json.loads(row[1]), **info}
+            self.conn.execute("UPDATE jobs SET status=?, info=?, updated=? WHERE id=?",
+                              (status or row[0], json.dumps(merged), time.time(), job_id))
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+
+# ----------------------------------------------------------------------------- the job
+
+
+class LogReporter(Reporter):
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+
+    def stage(self, name: str) -> None:
+        log.info("[%s] %s", self.job_id, name)
+
+    def log(self, msg: str) -> None:
+        log.debug("[%s] %s", self.job_id, msg)
+
+
+RepairFn = Callable[[Problem, Path, Reporter], RepairResult]
+
+
+def attempts_table(run_dir: Path, limit: int = 15) -> str:
+    """What was tried and what passed, best first, as a Markdown table."""
+    from patchswarm.agent.candidate import Candidate
+    from patchswarm.agent.ranking import rank
+
+    from .runner import groups_of
+    from .store import RunStore
+
+    store = RunStore(run_dir)
+    cands = [Candidate.from_dict(c) for c in store.candidates()]
+    verdicts = store.verdicts()
+    groups = groups_of(cands)
+    for g in groups:
+        g.status = verdicts.get(g.key, {}).get("status")
+    lines = ["| # | samples | verdict | tests passed | lines changed | detail |",
+             "| ---: | ---: | --- | ---: | ---: | --- |"]
+    ranked = rank(groups)
+    for i, g in enumerate(ranked[:limit], 1):
+        v = verdicts.get(g.key, {})
+        tests = v.get("tests") or {}
+        passed = sum(1 for o in tests.values() if o in ("PASSED", "XFAIL"))
+        detail = re.sub(r"\s+", " ", str(v.get("detail", ""))).replace("|", "\\|")
+        detail = detail.replace("`", "'")[:100]
+        verdict = g.status or "not run"
+        lines.append(f"| {i} | {g.votes} | {'**passed**' if verdict == 'passed' else verdict}"
+                     f" | {passed}/{len(tests)} | {g.diff_size} | `{detail}` |")
+    if len(ranked) > limit:
+        lines.append(f"| … | | {len(ranked) - limit} more distinct changes | | | |")
+    unusable = sum(1 for c in cands if c.patch is None)
+    if unusable:
+        lines.append(f"| – | {unusable} | no usable edit | | | |")
+    return "\n".join(lines)
+
+
+class Bot:
+    """Receives webhooks (``handle``) and runs jobs on worker threads."""
+
+    def __init__(self, config: BotConfig, sampler_factory: Callable[[], Any] | None = None,
+                 repair_fn: RepairFn | None = None, app: GitHubApp | None = None) -> None:
+        self.config = config
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.db = StateDB(config.state_dir / "bot.sqlite")
+        self.deliveries: Any = (RedisDeliveries(config.redis_url) if config.redis_url
+                                else Deliveries(self.db))
+        self.app = app or GitHubApp(config.app_id, config.private_key, config.base_url,
+                                    rate_retries=config.rate_retries)
+        self._sampler_factory = sampler_factory
+        self._repair_fn = repair_fn
+        self._orch = None
+        self.queue: queue.Queue[str | None] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._idle = threading.Condition()
+        self._busy = 0
+
+    # -- receiving
+
+    def handle(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+        """Check and queue one webhook delivery; return (HTTP status, JSON answer)."""
+        h = {k.lower(): v for k, v in headers.items()}
+        if not verify_signature(self.config.webhook_secret, body, h.get("x-hub-signature-256")):
+            return 401, {"error": "bad or missing X-Hub-Signature-256"}
+        event, delivery = h.get("x-github-event"), h.get("x-github-delivery")
+        if not event or not delivery:
+            return 400, {"error": "X-GitHub-Event and X-GitHub-Delivery are required"}
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return 400, {"error": "the body is not JSON"}
+        if not isinstance(payload, dict):
+            return 400, {"error": "the body is not a JSON object"}
+        if not self.deliveries.first_time(delivery, event):
+            log.info("delivery %s seen before: ignored", delivery)
+            return 200, {"status": "duplicate", "delivery": delivery}
+        if event == "ping":
+            return 200, {"status": "pong"}
+        trig = parse_event(event, payload, self.config)
+        if isinstance(trig, Ignored):
+            log.info("delivery %s (%s) ignored: %s", delivery, event, trig.reason)
+            return 200, {"status": "ignored", "reason": trig.reason}
+        trig.delivery = delivery
+        job_id = self.db.add_job(trig)
+        if job_id is None:
+            return 200, {"status": "ignored",
+                         "reason": f"already working on {trig.full_name}#{trig.number}"}
+        self.queue.put(job_id)
+        log.info("delivery %s: job %s queued for %s#%s", delivery, job_id, trig.full_name,
+                 trig.number)
+        return 202, {"status": "queued", "job": job_id}
+
+    # -- workers
+
+    def start(self) -> None:
+        for job in self.db.jobs(ACTIVE):  # left by a restart: take them up again
+            self.queue.put(job["id"])
+        for i in range(max(1, self.config.workers)):
+            t = threading.Thread(target=self._work, name=f"patchswarm-bot-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        for _ in self._threads:
+            self.queue.put(None)
+        for t in self._threads:
+            t.join(timeout)
+        self._threads = []
+        if self._orch is not None:
+            self._orch.close()
+        close = getattr(self._sampler_factory, "close", None)
+        if callable(close):
+            close()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once the queue is empty and no job runs (for tests and a clean shutdown)."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._busy or not self.queue.empty():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(min(left, 0.2))
+        return True
+
+    def _work(self) -> None:
+        while True:
+            job_id = self.queue.get()
+            if job_id is None:
+                return
+            with self._idle:
+                self._busy += 1
+            try:
+                self.run_job(job_id)
+            except Exception:  # noqa: BLE001 - a worker thread must outlive one bad job
+                log.exception("job %s failed", job_id)
+                self.db.update(job_id, "error", error="internal error (see the bot's log)")
+            finally:
+                with self._idle:
+                    self._busy -= 1
+                    self._idle.notify_all()
+
+    # -- one job
+
+    def _repair(self, problem: Problem, run_dir: Path, reporter: Reporter) -> RepairResult:
+        if self._repair_fn is not None:
+            return self._repair_fn(problem, run_dir, reporter)
+        settings = self.config.settings
+        if self.config.broker:
+            if self._orch is None:
+                from .distributed import ClusterSettings, Orchestrator
+
+                self._orch = Orchestrator(ClusterSettings(broker=self.config.broker))
+            model = self.config.model or _default_model()
+            return self._orch.repair(problem, settings, run_dir, model, self.config.endpoint,
+                                     reporter)
+        if self._sampler_factory is None:
+            from .cli import LazySampler
+
+            self._sampler_factory = LazySampler(self.config.model or _default_model(),
+                                                self.config.endpoint)
+        from .runner import repair
+
+        return repair(problem, self._sampler_factory, settings, run_dir, reporter)
+
+    def _safe(self, text: str, token: str | None = None) -> str:
+        """An error message fit for a public comment: no token, no paths of this machine."""
+        text = text.replace(str(self.config.state_dir.resolve()), "<state>")
+        if token:
+            text = text.replace(token, "***")
+        return text[:1500]
+
+    def run_job(self, job_id: str) -> None:
+        job = self.db.job(job_id)
+        if job is None or job["status"] not in ACTIVE:
+            return
+        trig = Trigger.from_dict(job["trigger"])
+        info = job["info"]
+        self.db.update(job_id, "running")
+        o, r, n = trig.owner, trig.repo, trig.number
+        try:
+            inst = self.app.installation(trig.installation_id)
+            perm = inst.permission(o, r, trig.actor)
+        except GitHubError as exc:
+            log.warning("job %s: %s", job_id, exc)
+            self.db.update(job_id, "error", error=self._safe(str(exc)))
+            return
+        if perm not in WRITE_PERMISSIONS:
+            log.info("job %s: %s has %s permission on %s: no action", job_id, trig.actor,
+                     perm, trig.full_name)
+            self.db.update(job_id, "refused", permission=perm)
+            return
+        if trig.error:
+            inst.comment(o, r, n, f"@{trig.actor} {trig.error}")
+            self.db.update(job_id, "error", error=trig.error)
+            return
+        s = self.config.settings
+        if not info.get("started_comment"):
+            c = inst.comment(o, r, n, (
+                f"patchswarm is working on this issue (job `{job_id}`): it samples {s.n} "
+                "candidate fixes, runs the tests on each in a sandbox, and will open a draft "
+                "pull request with the best one that passes, or say so here if none does."))
+            self.db.update(job_id, started_comment=c.get("id"))
+        work = self.config.state_dir / "jobs" / job_id
+        try:
+            outcome = self._attempt(job_id, trig, inst, work)
+        except (ProblemError, GitError, GitHubError) as exc:
+            msg = self._safe(str(exc), inst.token)
+            log.warning("job %s stopped: %s", job_id, msg)
+            with contextlib.suppress(GitHubError):
+                inst.comment(o, r, n, f"patchswarm stopped without a result: {msg}")
+            self.db.update(job_id, "error", error=msg)
+            return
+        self.db.update(job_id, outcome.pop("status"), **outcome)
+
+    def _git_env(self, token: str) -> dict[str, str]:
+        return {**os.environ, "GIT_TERMINAL_PROMPT": "0", "PATCHSWARM_GIT_TOKEN": token}
+
+    def _attempt(self, job_id: str, trig: Trigger, inst: Installation,
+                 work: Path) -> dict[str, Any]:
+        o, r, n = trig.owner, trig.repo, trig.number
+        meta = inst.repo(o, r)
+        url, default = meta.get("clone_url"), meta.get("default_branch") or "main"
+        if not url:
+            raise GitHubError(f"GitHub gave no clone URL for {trig.full_name}")
+        env = self._git_env(inst.token)
+        repo_dir = clone(url, work / "repo", local=False, env=env, extra=CREDENTIAL_ARGS)
+        git(repo_dir, *CREDENTIAL_ARGS, "fetch", "-q", "origin", env=env, check=False)
+        base = rev_parse(repo_dir, f"origin/{default}") or rev_parse(repo_dir, "HEAD")
+        if base is None:
+            raise ProblemError(f"{trig.full_name} has no commits on {default}")
+        cfg = self._repo_config(repo_dir, base)
+        issue_text = f"{trig.title}\n\n{trig.body}".strip()
+        problem = local_problem(repo_dir, issue_text, str(cfg.get("test", self.config.
+                                                                      test_command)),
+                                base=base, problem_id=_problem_id(o, r, n),
+                                files=cfg.get("files"), install=str(cfg.get("install", "")))
+        problem.fail_to_pass = list(trig.fail_to_pass)
+        if cfg.get("python"):
+            problem.python = str(cfg["python"])
+        if cfg.get("test_timeout"):
+            problem.test_timeout = float(cfg["test_timeout"])
+        result = self._repair(problem, work / "run", LogReporter(job_id))
+        table = attempts_table(work / "run")
+        summary = (f"{result.samples} samples, {result.parsed} with a usable edit, "
+                   f"{result.distinct} distinct changes, {result.verified} passed "
+                   f"`{problem.test_command}`")
+        info: dict[str, Any] = {"samples": result.samples, "distinct": result.distinct,
+                                "verified": result.verified, "solved": result.solved}
+        if not result.solved or not result.best_patch:
+            inst.comment(o, r, n, (
+                f"patchswarm found no fix that passes the tests ({summary}). Nothing was "
+                "pushed. What was tried, best first:\n\n" + table +
+                "\n\nA clearer description of the expected behaviour, or the ids of the "
+                f"failing tests (`{self.config.command} tests/test_x.py::test_y`), may help."))
+            return {"status": "unsolved", **info}
+        branch = self._free_branch(repo_dir, f"patchswarm/issue-{n}", env)
+        message = (f"Fix #{n}: {trig.title[:60]}\n\nFound by patchswarm: {result.verified} of "
+                   f"{result.distinct} distinct candidate changes passed "
+                   f"`{problem.test_command}`.\n")
+        commit = commit_patch(repo_dir, base, result.best_patch, branch, message,
+                              author=self.config.git_author)
+        git(repo_dir, *CREDENTIAL_ARGS, "push", "-q", "origin",
+            f"refs/heads/{branch}:refs/heads/{branch}", env=env)
+        body = (f"Draft fix for #{n}, found and checked by patchswarm.\n\n"
+                f"The change in this pull request passed `{problem.test_command}` in a "
+                f"sandbox ({summary}; model `{_model_of(work / 'run')}`).\n"
+                "Please review it as you would any contribution: the tests passing is "
+                "evidence, not proof.\n\n"
+                f"### What was tried\n\n{table}\n\nFixes #{n}\n")
+        pr = inst.draft_pull(o, r, f"Fix #{n}: {trig.title[:80]}", branch, default, body)
+        inst.comment(o, r, n, (
+            f"patchswarm opened draft pull request #{pr.get('number')} "
+            f"({pr.get('html_url', '')}) with a fix that passes the tests ({summary})."))
+        return {"status": "solved", **info, "branch": branch, "commit": commit,
+                "pull": pr.get("number")}
+
+    def _free_branch(self, repo_dir: Path, branch: str, env: dict[str, str]) -> str:
+        """``branch``, or ``branch-2``, … when the remote already has it (never force)."""
+        taken = git(repo_dir, *CREDENTIAL_ARGS, "ls-remote", "--heads", "origin",
+                    f"{branch}*", env=env)
+        names = {line.split("refs/heads/", 1)[-1] for line in taken.splitlines()}
+        name, i = branch, 1
+        while name in names:
+            i += 1
+            name = f"{branch}-{i}"
+        return name
+
+    def _repo_config(self, repo_dir: Path, base: str) -> dict[str, Any]:
+        """The repository's own settings (.patchswarm.yml at the base commit), checked."""
+        text = git(repo_dir, "show", f"{base}:{REPO_CONFIG}", check=False)
+        if not text:
+            return {}
+        try:
+            cfg = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ProblemError(f"{REPO_CONFIG} is not valid YAML: {exc}") from exc
+        if not isinstance(cfg, dict):
+            raise ProblemError(f"{REPO_CONFIG} must be a mapping (e.g. `test: pytest -q`)")
+        unknown = sorted(set(cfg) - REPO_CONFIG_KEYS)
+        if unknown:
+            raise ProblemError(f"{REPO_CONFIG} has unknown keys {unknown}; known: "
+                               f"{', '.join(sorted(REPO_CONFIG_KEYS))}")
+        for k in ("test", "install", "python"):
+            if k in cfg and not isinstance(cfg[k], str):
+                raise ProblemError(f"{REPO_CONFIG}: `{k}` must be a string")
+        if "files" in cfg and (not isinstance(cfg["files"], list) or
+                               not all(isinstance(f, str) for f in cfg["files"])):
+            raise ProblemError(f"{REPO_CONFIG}: `files` must be a list of paths")
+        return cfg
+
+
+def _problem_id(owner: str, repo: str, number: int) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "-", f"{owner}-{repo}-{number}")
+
+
+def _model_of(run_dir: Path) -> str:
+    for line in (run_dir / "candidates.jsonl").read_text().splitlines()[:1] if (
+            run_dir / "candidates.jsonl").exists() else []:
+        with contextlib.suppress(json.JSONDecodeError):
+            return str(json.loads(line).get("model", "?"))
+    return "?"
+
+
+def _default_model() -> str:
+    from patchswarm.agent.models import DEFAULT_MODEL
+
+    return os.environ.get("PATCHSWARM_MODEL", DEFAULT_MODEL)
+
+
+# ----------------------------------------------------------------------------- the server
+
+
+def create_app(config: BotConfig, sampler_factory: Callable[[], Any] | None = None,
+               repair_fn: RepairFn | None = None, github: GitHubApp | None = None) -> Any:
+    """The Starlette app: ``POST /webhook`` (and ``/``), ``GET /healthz``.
+
+    ``sampler_factory`` is what the repair samples with (tests pass a replay sampler; by
+    default the configured model starts on the first job). ``app.state.bot`` is the Bot.
+    """
+    try:
+        from starlette.applications import Starlette
+        from starlette.concurrency import run_in_threadpool
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+    except ImportError as exc:
+        raise GitHubError("the GitHub bot needs the `bot` extra: pip install "
+                          f"'patchswarm[bot]' ({exc})") from exc
+
+    bot = Bot(config, sampler_factory, repair_fn, github)
+
+    async def webhook(request: Request) -> JSONResponse:
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > MAX_BODY):
+            return JSONResponse({"error": "the body is too large"}, status_code=413)
+        body = await request.body()
+        if len(body) > MAX_BODY:
+            return JSONResponse({"error": "the body is too large"}, status_code=413)
+        status, data = await run_in_threadpool(bot.handle, dict(request.headers), body)
+        return JSONResponse(data, status_code=status)
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "queued": bot.queue.qsize(),
+                             "running": bot._busy})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        bot.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(bot.stop)
+            bot.db.close()
+
+    app = Starlette(routes=[Route("/webhook", webhook, methods=["POST"]),
+                            Route("/", webhook, methods=["POST"]),
+                            Route("/healthz", health, methods=["GET"])],
+                    lifespan=lifespan)
+    app.state.bot = bot
+    return app
+
+
+def serve(config: BotConfig, host: str = "127.0.0.1", port: int = 8080,
+          sampler_factory: Callable[[], Any] | None = None) -> None:
+    import uvicorn
+
+    uvicorn.run(create_app(config, sampler_factory), host=host, port=port,
+                log_level="info", proxy_headers=True)

@@ -1,0 +1,158 @@
+"""``patchswarm batch SPEC.yaml``: repair many problems over many repositories."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from .batch import SpecError, load_spec, run_batch, run_batch_parallel, settings_from
+from .cli import (
+    LazySampler,
+    RichReporter,
+    _default_model,
+    _fail,
+    _orchestrator,
+    broker_option,
+    console,
+    endpoint_option,
+    model_option,
+    out,
+)
+from .problem import ProblemError
+
+STATUS_STYLE = {"solved": "green", "unsolved": "yellow", "error": "red", "pending": "dim"}
+
+
+def _replay_factory(replay: Path, pids: list[str]):  # noqa: ANN202
+    from patchswarm.agent.sampler import ReplaySampler
+
+    missing = [p for p in pids if not (replay / f"{p}.jsonl").is_file()]
+    if missing:
+        _fail(f"--replay {replay}: no recorded completions for {', '.join(missing)} "
+              f"(expected {replay}/<problem-id>.jsonl, one JSON object with `text` a line)")
+
+    def sampler_for(pid: str):  # noqa: ANN202
+        records = [json.loads(line) for line in
+                   (replay / f"{pid}.jsonl").read_text().splitlines() if line.strip()]
+        sampler = ReplaySampler(records)
+        return lambda: sampler
+
+    return sampler_for
+
+
+def print_summary(summary: dict) -> None:
+    table = Table(title=f"patchswarm batch: solved {summary['solved']} of "
+                        f"{summary['problems']}")
+    for col in ("problem", "result", "candidates", "distinct", "verified", "tokens",
+                "seconds", "branch"):
+        table.add_column(col, justify="right" if col in (
+            "candidates", "distinct", "verified", "tokens", "seconds") else "left")
+    for r in summary["rows"]:
+        style = STATUS_STYLE.get(r["status"], "")
+        result = f"[{style}]{r['status']}[/]" + (f" ({r['error'][:80]})" if r["error"] else "")
+        table.add_row(r["id"], result, str(r["samples"]), str(r["distinct"]),
+                      str(r["verified"]), str(r["prompt_tokens"] + r["completion_tokens"]),
+                      f"{r['seconds']:.1f}", r["branch"] or "-")
+    out.print(table)
+
+
+@click.command()
+@click.argument("spec_path", metavar="SPEC.yaml", type=click.Path(path_type=Path))
+@click.option("--work-dir", type=click.Path(path_type=Path), default=None,
+              help="Where clones, runs, patches and the summary go "
+                   "(default: patchswarm-batch/<spec name>). The same folder resumes.")
+@click.option("-n", "n", type=int, default=None, help="Samples per problem (default: the "
+                                                       "spec's settings.n, else 8).")
+@model_option
+@endpoint_option
+@broker_option
+@click.option("--seed", type=int, default=None)
+@click.option("--temperature", type=float, default=None)
+@click.option("--in-place", is_flag=True,
+              help="Also add each solved problem's branch patchswarm/<id> to the user's own "
+                   "(local) repository. Only the branch is written; no working tree changes.")
+@click.option("--only", multiple=True, help="Run only this problem id (repeatable).")
+@click.option("--redo", multiple=True, help="Run this problem again even if finished.")
+@click.option("--replay", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Replay recorded completions instead of sampling: DIR/<problem-id>.jsonl, "
+                   "one JSON object with `text` a line (a run's candidates.jsonl works).")
+@click.option("--check", is_flag=True, help="Only validate the spec and list its problems.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def batch(spec_path: Path, work_dir: Path | None, n: int | None, model: str | None,
+          endpoint: str | None, broker: str | None, seed: int | None,
+          temperature: float | None, in_place: bool, only: tuple[str, ...],
+          redo: tuple[str, ...], replay: Path | None, check: bool, as_json: bool) -> None:
+    """Repair every problem of a batch spec, each in a clone, and summarise.
+
+    Each solved problem gets a branch patchswarm/<id> in the clone (under --work-dir) holding
+    the best verified patch, and the patch file patches/<id>.patch. Finished problems are
+    skipped when the command runs again.
+    """
+    try:
+        spec = load_spec(spec_path)
+    except SpecError as exc:
+        _fail(str(exc))
+    if check:
+        for p in spec.problems:
+            out.print(f"{p.id}: {p.repo.url} @ {p.base or 'HEAD'}: `{p.test}`"
+                      + (f" ({len(p.fail_to_pass)} failing tests named)" if p.fail_to_pass
+                         else ""), soft_wrap=True)
+        out.print(f"{spec_path}: {len(spec.problems)} problems, valid", soft_wrap=True)
+        return
+    if in_place:
+        remote = [p.id for p in spec.problems if not p.repo.local]
+        if remote:
+            console.print(f"[yellow]--in-place applies to local repositories only; "
+                          f"{', '.join(remote)} stay in the work folder[/]")
+    work_dir = work_dir or Path("patchswarm-batch") / spec_path.stem
+    spec_model = spec.settings.get("model")
+    model = model or spec_model or _default_model()
+    endpoint = endpoint or spec.settings.get("endpoint")
+    settings = settings_from(spec, n=n, seed=seed, temperature=temperature)
+    reporter_for = lambda pid: RichReporter(f"[{pid}] ")  # noqa: E731
+    ids = [p.id for p in spec.problems if not only or p.id in only]
+    lazy = LazySampler(model, endpoint)
+    orch = _orchestrator(broker) if replay is None else None
+    try:
+        if orch is not None:
+            def many(runs):  # noqa: ANN001, ANN202
+                return orch.repair_many(runs, settings, model, endpoint, reporter_for)
+
+            summary = run_batch_parallel(spec, work_dir, many, in_place, list(only),
+                                         list(redo), reporter_for)
+        else:
+            from .runner import repair
+
+            sampler_for = (_replay_factory(replay, ids) if replay is not None
+                           else lambda _pid: lazy)
+
+            def one(problem, run_dir, reporter):  # noqa: ANN001, ANN202
+                return repair(problem, sampler_for(problem.id), settings, run_dir, reporter)
+
+            def show(row) -> None:  # noqa: ANN001
+                style = STATUS_STYLE.get(row.status, "")
+                console.print(f"[bold]{row.id}[/]: [{style}]{row.status}[/]"
+                              + (f" ({row.error})" if row.error else "")
+                              + (f" → branch {row.branch}" if row.branch else ""))
+
+            summary = run_batch(spec, work_dir, one, in_place, list(only), list(redo),
+                                reporter_for, on_row=show)
+    except (SpecError, ProblemError) as exc:
+        _fail(str(exc))
+    finally:
+        lazy.close()
+        if orch is not None:
+            orch.close()
+    if as_json:
+        out.print_json(json.dumps(summary))
+    else:
+        print_summary(summary)
+        console.print(f"summary: {Path(summary['work_dir']) / 'summary.md'}")
+    sys.exit(0 if summary["solved"] == summary["problems"] else 1)
+
+
+COMMANDS = [batch]
