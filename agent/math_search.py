@@ -45,6 +45,11 @@ TREE_STRATEGIES = ("beam", "dvts")
 SCORED = ("best_of_n", "weighted", "beam", "dvts")
 
 
+class ScorerUnavailable(Exception):
+    """The scorer cannot run at all (no log-probabilities, no model folder): raised through
+    the strategy instead of being recorded per candidate."""
+
+
 class Scorer(Protocol):
     """(question, texts, partial) → one score in [0, 1] per text (higher: more likely right)."""
 
@@ -380,6 +385,8 @@ def _score(scorer: Scorer | None, question: str, texts: list[str], tokens: list[
         scores = [float(s) for s in scorer(question, texts, partial)]
         if len(scores) != len(texts):
             raise ValueError(f"the scorer gave {len(scores)} scores for {len(texts)} texts")
+    except ScorerUnavailable:
+        raise
     except Exception as exc:  # noqa: BLE001 - a scorer failure leaves candidates unscored
         errors.append(f"scorer: {type(exc).__name__}: {exc}")
         return [None] * len(texts)

@@ -292,7 +292,14 @@ class OpenAISampler:
                     f"the prompt is over the context of {self.model}: {exc.message}. Give "
                     "fewer or smaller files, or lower max_tokens"
                 ) from exc
-            raise SamplerError(f"{self.endpoint} refused the request: {exc}") from exc
+            hint = ""
+            if exc.status == 404 and "model" in exc.message.lower():
+                try:
+                    hint = (f"; it serves {', '.join(self.served_models()) or 'no model'}: "
+                            "name one with --model")
+                except SamplerError:
+                    pass
+            raise SamplerError(f"{self.endpoint} refused the request: {exc}{hint}") from exc
         out = []
         for i, (choice, seed, usage_share, prompt_tokens) in enumerate(raw):
             text = _choice_text(choice)

@@ -179,13 +179,11 @@ class _Search:
                 return {"status": "error", "detail": f"verifier returned {v!r}"}
             return v
 
-        def one(key: str) -> dict[str, Any]:
-            v = once(key)
-            for _ in range(repeats - 1):
-                if v.get("status") != "passed":
-                    break
-                v = once(key)
-            return v
+        def one(key: str) -> tuple[dict[str, Any], int]:
+            v, runs = once(key), 1
+            while runs < repeats and v.get("status") == "passed":
+                v, runs = once(key), runs + 1
+            return v, runs
 
         workers = min(self.workers, len(keys))
         if workers == 1:
@@ -193,9 +191,9 @@ class _Search:
         else:
             with ThreadPoolExecutor(workers) as ex:
                 verdicts = list(ex.map(one, keys))
-        for k, v in zip(keys, verdicts, strict=True):
+        for k, (v, _) in zip(keys, verdicts, strict=True):
             self.result.verdicts[k] = v
-        self.result.ledger.charge_verifications(len(keys) * repeats)
+        self.result.ledger.charge_verifications(sum(runs for _, runs in verdicts))
         return keys
 
     def passed(self) -> bool:

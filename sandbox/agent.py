@@ -5,10 +5,13 @@ calls); a verifier runs half a dozen commands per candidate. So each sandbox run
 program once, through one ``docker exec`` with stdin attached, and it runs every command the
 host asks for as an ordinary child process: a command then costs a fork, a few milliseconds.
 
-It runs as the sandbox user, under the same limits as the commands, and is itself untrusted
-territory: a command could signal or trace it. So the host starts a fresh one for every
-candidate, and it kills every other process of its user when it starts, when a command ends
-and when a deadline passes, so nothing a command starts outlives the command.
+It runs as the sandbox user, under the same limits as the commands, so it guards itself: it
+marks itself not dumpable, which stops processes of the same user (without CAP_SYS_PTRACE, and
+no sandbox has it) from tracing it or reading its memory, and it kills every other process of
+its user when it starts, when a command ends and when a deadline passes, so nothing a command
+starts outlives the command. A command can still kill it (``kill -9 -1``); the host then sees
+the stream end and starts another. Where it cannot mark itself, the host starts a fresh one
+for every candidate.
 
 The host passes this file's source to ``python3 -I -S -c``: it must run on every Python the
 base images carry (3.9 and later) with the standard library alone, and import everything it
@@ -306,8 +309,20 @@ def reset(req: dict) -> None:
            seconds=time.monotonic() - start)
 
 
+def undumpable() -> bool:
+    """prctl(PR_SET_DUMPABLE, 0): no ptrace, no /proc/<pid>/mem for the sandbox user."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(4, 0, 0, 0, 0) == 0
+    except (OSError, AttributeError, ImportError):
+        return False
+
+
 def main() -> None:
     os.chdir("/")
+    guarded = undumpable()
     clean = kill_all()
     while True:
         try:
@@ -321,7 +336,7 @@ def main() -> None:
         op = req.get("op")
         if op == "hello":
             result(ok=True, pid=os.getpid(), uid=os.getuid(), python=sys.version.split()[0],
-                   oom=oom_count(), clean=clean)
+                   oom=oom_count(), clean=clean, undumpable=guarded)
         elif op == "run":
             run(req)
         elif op == "write":

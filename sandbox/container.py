@@ -353,7 +353,7 @@ class Sandbox:
         head = bytearray()
         start = time.monotonic()
         try:
-            res, _, tail = agent.request(req, timeout=timeout + 15.0, output=head)
+            res, _, tail = agent.request(req, timeout=timeout + 10.0, output=head)
         except _AgentLost:
             self._drop_agent()
             text = head.decode("utf-8", "replace") + (
@@ -539,19 +539,28 @@ class Sandbox:
         """Make this sandbox pristine again, in place; False when that cannot be trusted
         (a writable root, a dead container), and then it should be thrown away.
 
-        A fresh runner replaces the old one (which the last candidate could have traced or
-        tampered with); starting, it kills every process of the sandbox user. Then /work,
-        /tmp, /dev/shm and the message queues are emptied, System V IPC objects removed and
-        /work copied again from the image's pristine copy.
+        Every process of the sandbox user is killed; /work, /tmp, /dev/shm and the message
+        queues are emptied, System V IPC objects removed, and /work copied again from the
+        image's pristine copy. The runner that does it is the old one only if no candidate
+        could have tampered with it (it made itself undumpable and still answers); otherwise
+        a fresh one replaces it.
         """
         if not self.read_only_root or not self.limits.fast_exec or not self.alive():
             return False
+        pristine = _image_labels(self.image).get(PRISTINE_LABEL)
+        agent = self._agent
+        if agent is not None and agent.hello.get("undumpable"):
+            try:
+                answers = agent.request({"op": "hello"}, timeout=5)[0].get("ok")
+            except (_AgentLost, _AgentTimeout):  # killed, or stopped (SIGSTOP)
+                answers = False
+            if answers and self._populate(pristine, wipe=(WORKDIR, *WRITABLE)):
+                return True
         self._drop_agent()
         try:
             self._agent = _Agent(self.container_id)
         except SandboxError:
             return False
-        pristine = _image_labels(self.image).get(PRISTINE_LABEL)
         return self._populate(pristine, wipe=(WORKDIR, *WRITABLE))
 
     def kill(self) -> None:

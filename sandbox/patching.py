@@ -50,8 +50,7 @@ def apply_patch(sandbox: Sandbox, patch: str, timeout: float = 60.0) -> ApplyRes
         return ApplyResult(False, None, "empty patch", 0.0)
     if not patch.endswith("\n"):
         patch += "\n"
-    sandbox.exec("mkdir -p /tmp/patchswarm", timeout=10)
-    sandbox.put_file(PATCH_PATH, patch.encode())
+    sandbox.put_file(PATCH_PATH, patch.encode())  # makes its folder
     res = sandbox.exec(apply_script(), timeout=timeout)
     step = None
     for line in res.output.splitlines():

@@ -611,6 +611,10 @@ class Batch:
     def run_one(self, bp: BatchProblem, repair_fn: RepairFn) -> Row:
         t0 = time.monotonic()
         reporter = self.reporter_for(bp.id)
+        if bp.repo.local and git(bp.repo.url, "status", "--porcelain", "--untracked-files=no",
+                                 check=False):
+            reporter.log(f"note: {bp.repo.url} has uncommitted changes; the batch repairs "
+                         "its commits only (the changes are not seen)")
         try:
             problem = self.prepare(bp)
             result = repair_fn(problem, self.run_dir(bp), reporter)

@@ -55,7 +55,7 @@ MAX_BODY = 25 * 1024 * 1024
 """GitHub caps webhook payloads at 25 MB."""
 TRUSTED_ASSOCIATIONS = ("OWNER", "MEMBER", "COLLABORATOR")
 REPO_CONFIG = ".patchswarm.yml"
-REPO_CONFIG_KEYS = {"test", "install", "files", "python", "n", "test_timeout"}
+REPO_CONFIG_KEYS = {"test", "install", "files", "python", "test_timeout"}
 _TEST_ID = re.compile(r"^[\w./-]+\.py(::[\w\[\].,:=+ -]+)*$")
 _MAX_ISSUE = 20_000
 
@@ -396,7 +396,9 @@ class Bot:
         self.queue: queue.Queue[str | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._idle = threading.Condition()
-        self._busy = 0
+        self._outstanding = 0
+        """Jobs queued or running: counted from queueing to the end of the job, so that
+        ``wait_idle`` never sees a job between the queue and a worker."""
 
     # -- receiving
 
@@ -428,16 +430,21 @@ class Bot:
         if job_id is None:
             return 200, {"status": "ignored",
                          "reason": f"already working on {trig.full_name}#{trig.number}"}
-        self.queue.put(job_id)
+        self._enqueue(job_id)
         log.info("delivery %s: job %s queued for %s#%s", delivery, job_id, trig.full_name,
                  trig.number)
         return 202, {"status": "queued", "job": job_id}
 
     # -- workers
 
+    def _enqueue(self, job_id: str) -> None:
+        with self._idle:
+            self._outstanding += 1
+        self.queue.put(job_id)
+
     def start(self) -> None:
         for job in self.db.jobs(ACTIVE):  # left by a restart: take them up again
-            self.queue.put(job["id"])
+            self._enqueue(job["id"])
         for i in range(max(1, self.config.workers)):
             t = threading.Thread(target=self._work, name=f"patchswarm-bot-{i}", daemon=True)
             t.start()
@@ -459,7 +466,7 @@ class Bot:
         """True once the queue is empty and no job runs (for tests and a clean shutdown)."""
         deadline = time.monotonic() + timeout
         with self._idle:
-            while self._busy or not self.queue.empty():
+            while self._outstanding:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -471,8 +478,6 @@ class Bot:
             job_id = self.queue.get()
             if job_id is None:
                 return
-            with self._idle:
-                self._busy += 1
             try:
                 self.run_job(job_id)
             except Exception:  # noqa: BLE001 - a worker thread must outlive one bad job
@@ -480,7 +485,7 @@ class Bot:
                 self.db.update(job_id, "error", error="internal error (see the bot's log)")
             finally:
                 with self._idle:
-                    self._busy -= 1
+                    self._outstanding -= 1
                     self._idle.notify_all()
 
     # -- one job
@@ -546,7 +551,7 @@ class Bot:
             self.db.update(job_id, started_comment=c.get("id"))
         work = self.config.state_dir / "jobs" / job_id
         try:
-            outcome = self._attempt(job_id, trig, inst, work)
+            outcome = self._attempt(job_id, trig, inst, work, info)
         except (ProblemError, GitError, GitHubError) as exc:
             msg = self._safe(str(exc), inst.token)
             log.warning("job %s stopped: %s", job_id, msg)
@@ -554,13 +559,26 @@ class Bot:
                 inst.comment(o, r, n, f"patchswarm stopped without a result: {msg}")
             self.db.update(job_id, "error", error=msg)
             return
+        except Exception as exc:  # noqa: BLE001 - the machinery failed: say so, not how
+            log.exception("job %s failed", job_id)
+            with contextlib.suppress(GitHubError):
+                inst.comment(o, r, n, (f"patchswarm stopped without a result: an internal "
+                                       f"error ({type(exc).__name__}) in job `{job_id}`; the "
+                                       "people running this bot can find it in its log."))
+            self.db.update(job_id, "error", error=self._safe(f"{type(exc).__name__}: {exc}",
+                                                             inst.token))
+            return
         self.db.update(job_id, outcome.pop("status"), **outcome)
 
     def _git_env(self, token: str) -> dict[str, str]:
         return {**os.environ, "GIT_TERMINAL_PROMPT": "0", "PATCHSWARM_GIT_TOKEN": token}
 
-    def _attempt(self, job_id: str, trig: Trigger, inst: Installation,
-                 work: Path) -> dict[str, Any]:
+    def _attempt(self, job_id: str, trig: Trigger, inst: Installation, work: Path,
+                 prior: dict[str, Any]) -> dict[str, Any]:
+        """Clone, repair, and answer. A job taken up again after a restart (``prior`` is what
+        it recorded) keeps the commit it started from, so its run resumes, and does not
+        push or open a pull request twice."""
+        known_base = prior.get("base")
         o, r, n = trig.owner, trig.repo, trig.number
         meta = inst.repo(o, r)
         url, default = meta.get("clone_url"), meta.get("default_branch") or "main"
@@ -568,10 +586,11 @@ class Bot:
             raise GitHubError(f"GitHub gave no clone URL for {trig.full_name}")
         env = self._git_env(inst.token)
         repo_dir = clone(url, work / "repo", local=False, env=env, extra=CREDENTIAL_ARGS)
-        git(repo_dir, *CREDENTIAL_ARGS, "fetch", "-q", "origin", env=env, check=False)
-        base = rev_parse(repo_dir, f"origin/{default}") or rev_parse(repo_dir, "HEAD")
+        base = known_base if known_base and rev_parse(repo_dir, known_base) else (
+            rev_parse(repo_dir, f"origin/{default}") or rev_parse(repo_dir, "HEAD"))
         if base is None:
             raise ProblemError(f"{trig.full_name} has no commits on {default}")
+        self.db.update(job_id, base=base)
         cfg = self._repo_config(repo_dir, base)
         issue_text = f"{trig.title}\n\n{trig.body}".strip()
         problem = local_problem(repo_dir, issue_text, str(cfg.get("test", self.config.
@@ -597,14 +616,20 @@ class Bot:
                 "\n\nA clearer description of the expected behaviour, or the ids of the "
                 f"failing tests (`{self.config.command} tests/test_x.py::test_y`), may help."))
             return {"status": "unsolved", **info}
-        branch = self._free_branch(repo_dir, f"patchswarm/issue-{n}", env)
-        message = (f"Fix #{n}: {trig.title[:60]}\n\nFound by patchswarm: {result.verified} of "
-                   f"{result.distinct} distinct candidate changes passed "
-                   f"`{problem.test_command}`.\n")
-        commit = commit_patch(repo_dir, base, result.best_patch, branch, message,
-                              author=self.config.git_author)
-        git(repo_dir, *CREDENTIAL_ARGS, "push", "-q", "origin",
-            f"refs/heads/{branch}:refs/heads/{branch}", env=env)
+        if prior.get("pushed"):
+            branch, commit = prior["branch"], prior["commit"]
+        else:
+            branch = self._free_branch(repo_dir, f"patchswarm/issue-{n}", env)
+            message = (f"Fix #{n}: {trig.title[:60]}\n\nFound by patchswarm: "
+                       f"{result.verified} of {result.distinct} distinct candidate changes "
+                       f"passed `{problem.test_command}`.\n")
+            commit = commit_patch(repo_dir, base, result.best_patch, branch, message,
+                                  author=self.config.git_author)
+            git(repo_dir, *CREDENTIAL_ARGS, "push", "-q", "origin",
+                f"refs/heads/{branch}:refs/heads/{branch}", env=env)
+            self.db.update(job_id, branch=branch, commit=commit, pushed=True)
+        if prior.get("pull"):
+            return {"status": "solved", **info, "branch": branch, "commit": commit}
         body = (f"Draft fix for #{n}, found and checked by patchswarm.\n\n"
                 f"The change in this pull request passed `{problem.test_command}` in a "
                 f"sandbox ({summary}; model `{_model_of(work / 'run')}`).\n"
@@ -612,6 +637,7 @@ class Bot:
                 "evidence, not proof.\n\n"
                 f"### What was tried\n\n{table}\n\nFixes #{n}\n")
         pr = inst.draft_pull(o, r, f"Fix #{n}: {trig.title[:80]}", branch, default, body)
+        self.db.update(job_id, pull=pr.get("number"))
         inst.comment(o, r, n, (
             f"patchswarm opened draft pull request #{pr.get('number')} "
             f"({pr.get('html_url', '')}) with a fix that passes the tests ({summary})."))
@@ -704,8 +730,7 @@ def create_app(config: BotConfig, sampler_factory: Callable[[], Any] | None = No
         return JSONResponse(data, status_code=status)
 
     async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "queued": bot.queue.qsize(),
-                             "running": bot._busy})
+        return JSONResponse({"status": "ok", "jobs": bot._outstanding})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
@@ -713,8 +738,7 @@ def create_app(config: BotConfig, sampler_factory: Callable[[], Any] | None = No
         try:
             yield
         finally:
-            await run_in_threadpool(bot.stop)
-            bot.db.close()
+            await run_in_threadpool(bot.stop)  # the state file stays open for inspection
 
     app = Starlette(routes=[Route("/webhook", webhook, methods=["POST"]),
                             Route("/", webhook, methods=["POST"]),

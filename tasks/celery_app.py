@@ -123,6 +123,43 @@ def configure(broker: str) -> None:
 app = make_app()
 
 
+def _drop_undecodable_messages() -> None:
+    """Make kombu's Redis transport drop (and log) a message it cannot decode.
+
+    As shipped, an item in a queue that is not a JSON message envelope raises out of the
+    worker's event loop and ends the whole worker ("Unrecoverable error"); restarted, the next
+    worker would meet the next bad item. The item has already been taken off the queue when
+    decoding fails, so dropping it is all that is left to do.
+    """
+    from kombu.transport import redis as kredis
+
+    if getattr(kredis.Channel, "_patchswarm_safe", False):
+        return
+    brpop_read, get = kredis.Channel._brpop_read, kredis.Channel._get
+    bad = (ValueError, KeyError, TypeError, AttributeError)
+
+    def _brpop_read(self, **options):  # noqa: ANN001, ANN202
+        try:
+            return brpop_read(self, **options)
+        except bad as exc:
+            log.error("dropped a malformed message (not a task envelope): %r", exc)
+            raise kredis.Empty() from None
+
+    def _get(self, queue):  # noqa: ANN001, ANN202
+        try:
+            return get(self, queue)
+        except bad as exc:
+            log.error("dropped a malformed message from %s (not a task envelope): %r", queue, exc)
+            raise kredis.Empty() from None
+
+    kredis.Channel._brpop_read = _brpop_read
+    kredis.Channel._get = _get
+    kredis.Channel._patchswarm_safe = True
+
+
+_drop_undecodable_messages()
+
+
 # --------------------------------------------------------------------------- worker state
 # One set per worker process: made lazily on the first task, since prefork children are
 # forked from the main process and must not share its Docker connection.

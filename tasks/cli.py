@@ -305,8 +305,12 @@ def demo(examples: str | None, n: int, model: str | None, endpoint: str | None,
             orch.close()
     wall = time.monotonic() - t_start
     solved = sum(r.solved for r in results)
+    from patchswarm.agent.metrics import coverage_plot
+
+    curve = coverage_plot([run_dir], run_dir / "coverage.png")[run_dir.name]["curve"]
     summary = {"model": model, "n": n, "seed": seed, "problems": len(ids), "solved": solved,
                "wall_seconds": round(wall, 1), "model_load": sampler.load_seconds,
+               "pass_at_k": dict(curve), "coverage_plot": str(run_dir / "coverage.png"),
                "results": [r.to_dict() for r in results]}
     (run_dir / "demo.json").write_text(json.dumps(summary, indent=2))
     if as_json:
@@ -315,6 +319,8 @@ def demo(examples: str | None, n: int, model: str | None, endpoint: str | None,
         _print_results(results)
         out.print(f"solved {solved} of {len(ids)} problems with {model} at n={n} "
                   f"in {wall:.0f}s (runs in {run_dir})")
+        out.print("coverage (unbiased pass@k): " + ", ".join(
+            f"k={k}: {v:.2f}" for k, v in curve) + f"; plot: {run_dir / 'coverage.png'}")
 
 
 @main.command()
@@ -367,7 +373,8 @@ def _add_commands() -> None:
 
 
 COMMAND_MODULES: list[str] = ["cmd_worker", "cmd_bench", "cmd_bench_pipeline", "cmd_sandbox",
-                              "cmd_bench_sampling", "cmd_batch", "cmd_bot", "cmd_swebench"]
+                              "cmd_bench_sampling", "cmd_batch", "cmd_bot", "cmd_swebench",
+                              "cmd_solve", "cmd_verify"]
 
 _add_commands()
 

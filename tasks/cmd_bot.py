@@ -75,13 +75,21 @@ def serve(app_id: str, key_file: Path | None, secret_file: Path | None, state_di
     The app needs the permissions Issues (read and write), Pull requests (read and write),
     Contents (read and write) and Metadata (read), and the events Issues and Issue comment.
     """
-    from .bot import BotConfig, serve as run_server
+    from .bot import BotConfig
+    from .bot import serve as run_server
 
     key = _read_secret(os.environ.get(KEY_ENV), key_file, "private key", KEY_ENV)
     secret = _read_secret(os.environ.get(SECRET_ENV), secret_file, "webhook secret",
                           SECRET_ENV)
     if "BEGIN" not in key:
         _fail("the private key is not PEM text (download it from the GitHub App's settings)")
+    if broker:
+        from .distributed import BrokerError, check_broker
+
+        try:
+            check_broker(broker)
+        except BrokerError as exc:
+            _fail(str(exc))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config = BotConfig(app_id=app_id, private_key=key, webhook_secret=secret.encode(),
                        state_dir=state_dir, base_url=api_url, label=label, command=command,

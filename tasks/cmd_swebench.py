@@ -76,7 +76,9 @@ def _specs(specs_file: Path | None):  # noqa: ANN202
 
 
 def _log(msg: str) -> None:
-    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {msg}", highlight=False, markup=False)
+    from rich.markup import escape
+
+    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {escape(msg)}", highlight=False)
 
 
 class _Serial:

@@ -101,12 +101,18 @@ class GitHubApp:
         self.gate = gate or RateGate()
         self._retry = chain(retry_rate(rate_retries), retry_server(3))
         self._gk = gk
+        from githubkit.cache import MemCacheStrategy
+
+        # githubkit's default cache is one per process, keyed by app id: a JWT made with one
+        # key would serve another app object of the same id. Each app keeps its own.
+        self._cache = MemCacheStrategy()
         self._app_auth = gk.AppAuthStrategy(app_id, private_key)
         self._app = self._client(self._app_auth)
 
     def _client(self, auth: Any) -> Any:
         return self._gk.GitHub(
             auth, base_url=self.base_url, auto_retry=self._retry, http_cache=False,
+            cache_strategy=self._cache,
             timeout=self.timeout, user_agent="patchswarm-bot",
             event_hooks={"response": [self.gate.observe]},
         )

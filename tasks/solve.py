@@ -387,7 +387,15 @@ def solve(problems: list[MathProblem], sampler_factory: Callable[[], Sampler],
 
     def make_scorer() -> ms.Scorer:
         if "s" not in built:
-            built["s"] = scorer_factory()
+            try:
+                built["s"] = scorer_factory()
+            except ProblemError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any set-up failure repeats every time
+                raise ms.ScorerUnavailable(
+                    f"the scorer cannot run: {exc}. Name a reward model (--reward-model) or "
+                    "use a sampler that gives log-probabilities (the in-process engine or an "
+                    "OpenAI-compatible server)") from exc
         return built["s"]
 
     scorer = RecordedScorer(make_scorer, run.path / "scores.jsonl", scorer_name)

@@ -42,7 +42,13 @@ from patchswarm.agent.ranking import expected_score, rank, tied_best
 from patchswarm.agent.sampler import Sampler, SamplerError, SamplingParams
 from patchswarm.sandbox.container import Limits, Sandbox
 from patchswarm.sandbox.engine import SandboxError
-from patchswarm.sandbox.images import BaseRecipe, cache_home, ensure_base_image, ensure_env_image
+from patchswarm.sandbox.images import (
+    WORKDIR,
+    BaseRecipe,
+    cache_home,
+    ensure_base_image,
+    ensure_env_image,
+)
 from patchswarm.sandbox.patching import apply_patch
 from patchswarm.verifiers.grading import grade
 from patchswarm.verifiers.logparse import PARSERS
@@ -68,7 +74,6 @@ from .swebench_specs import (
 DEFAULT_DATASET = "princeton-nlp/SWE-bench_Lite"
 REQUIRED_FIELDS = ("instance_id", "repo", "base_commit", "problem_statement", "version",
                    "test_patch", "FAIL_TO_PASS", "PASS_TO_PASS")
-WORKDIR = "/work"
 REPRO_DIR = "/tmp/patchswarm/repro"
 HEREDOC = "PATCHSWARM_EOF_5f1c0d"
 
@@ -170,6 +175,9 @@ def parse_rows(rows: list[Any]) -> list[Instance | BadRow]:
     for i, row in enumerate(rows):
         rid = row.get("instance_id") if isinstance(row, dict) else None
         rid = rid if isinstance(rid, str) and rid else f"row-{i + 1}"
+        if isinstance(row, dict) and row.get("_error"):
+            out.append(BadRow(rid, f"bad dataset row: {row['_error']}"))
+            continue
         try:
             inst = Instance.from_row(row)
         except InstanceError as exc:
@@ -374,6 +382,11 @@ class SWEBenchSettings:
                 "model": self.model}
 
 
+def time_limit(settings: SWEBenchSettings, spec: RepoSpec) -> float:
+    """Seconds one test run may take: the shorter of the run's limit and the spec's own."""
+    return min(settings.timeout, spec.test_timeout)
+
+
 # =========================================================================== environments
 
 
@@ -401,8 +414,13 @@ def prepare_environment(inst: Instance, spec: RepoSpec, settings: SWEBenchSettin
         image = ensure_env_image(repo_path, inst.base_commit, base, install,
                                  ca_bundle=settings.ca_bundle, log=log)
     except SandboxError as exc:
-        raise InstanceError(f"the environment failed to build (install step: "
-                            f"{install[:200]!r}): {exc}") from exc
+        msg = str(exc)
+        code = re.search(r"returned a non-zero code: (\d+)", msg)
+        where = re.search(r"see (\S+\.log)", msg)
+        if code:
+            msg = f"the install step exited with code {code.group(1)}" + (
+                f" (build log: {where.group(1)})" if where else "")
+        raise InstanceError(f"the environment failed to build: {msg}") from exc
     return EnvInfo(repo_path, image, choice, install, base_image)
 
 
@@ -723,9 +741,10 @@ def _baseline(env: EnvInfo, spec: RepoSpec, related: list[str], scripts: dict[in
         if related:
             cmd = env_prefix(spec) + test_command(spec, directives_for_files(related,
                                                                              spec.directives))
-            res = sb.exec(cmd, timeout=settings.timeout, env={"PYTHONDONTWRITEBYTECODE": "1"})
+            limit = time_limit(settings, spec)
+            res = sb.exec(cmd, timeout=limit, env={"PYTHONDONTWRITEBYTECODE": "1"})
             if res.timed_out:
-                out["detail"] = f"the related tests ran past {settings.timeout:.0f}s"
+                out["detail"] = f"the related tests ran past {limit:.0f}s"
             else:
                 parsed = PARSERS[spec.log_parser](res.output)
                 out["tests"] = parsed.tests
@@ -837,7 +856,7 @@ def run_instance(inst: Instance, spec: RepoSpec, settings: SWEBenchSettings, fol
         command += repro_block(valid, spec.log_parser, settings.repro_timeout)
     sel_spec = {"test_command": command or "true", "fail_to_pass": f2p,
                 "pass_to_pass": p2p if use_tests else [], "test_files": sel_related,
-                "timeout": settings.timeout, "log_format": spec.log_parser}
+                "timeout": time_limit(settings, spec), "log_format": spec.log_parser}
     res.selection = {"related_tests": related, "used_tests": sel_related,
                      "baseline_passing": len(p2p), "repro_scripts": len(scripts),
                      "repro_valid": len(valid),
@@ -862,14 +881,17 @@ def run_instance(inst: Instance, spec: RepoSpec, settings: SWEBenchSettings, fol
     store.write_text("chosen.patch", res.model_patch)
 
     # Evaluation with test_patch: the pick, or every distinct candidate.
-    evals = {e["key"]: EvalResult.from_dict(e) for e in _read_jsonl(folder / "eval.jsonl")}
+    # An evaluation that failed for the machinery's sake (a timeout, a sandbox that did not
+    # start) is tried again when the run is resumed, as the official harness does.
+    evals = {e["key"]: EvalResult.from_dict(e) for e in _read_jsonl(folder / "eval.jsonl")
+             if e.get("status") != "error"}
     todo = [g for g in groups if settings.eval_all or g is chosen]
     for g in todo:
         if g.key in evals:
             continue
         reporter.stage(f"evaluating {g.key[:12]} with test_patch")
-        e = evaluate_patch(inst, spec, env.image, g.patch, settings.limits(), settings.timeout,
-                           folder / "eval" / g.key[:16])
+        e = evaluate_patch(inst, spec, env.image, g.patch, settings.limits(),
+                           time_limit(settings, spec), folder / "eval" / g.key[:16])
         _append_jsonl(folder / "eval.jsonl", {"key": g.key, **e.to_dict()})
         evals[g.key] = e
     if chosen is not None:
@@ -949,7 +971,8 @@ def run_swebench(items: list[Instance | BadRow], specs: SpecTable, settings: SWE
         done = folder / "result.json"
         if done.exists():
             prev = InstanceResult.from_dict(json.loads(done.read_text()))
-            if prev.status == "done" and prev.fingerprint == settings.fingerprint():
+            if prev.status == "done" and prev.fingerprint == settings.fingerprint() \
+                    and prev.eval_status != "error":
                 return prev
         try:
             spec = specs.get(item.repo, item.version)
@@ -1004,16 +1027,19 @@ def run_report(results: list[InstanceResult], settings: SWEBenchSettings, datase
     total = len(results)
     done = [r for r in results if r.status == "done"]
     resolved = [r.instance_id for r in done if r.resolved]
+    errors = {r.instance_id: r.error for r in results if r.status != "done"}
+    errors.update({r.instance_id: f"evaluation failed: {r.eval_error}" for r in done
+                   if r.eval_status == "error"})
     report: dict[str, Any] = {
         "dataset": dataset, "model": settings.model, "run_id": settings.run_id,
         "n": settings.n, "total_instances": total, "completed_instances": len(done),
         "resolved_instances": len(resolved),
         "resolved_ids": resolved,
-        "unresolved_ids": [r.instance_id for r in done if not r.resolved and r.model_patch],
+        "unresolved_ids": [r.instance_id for r in done if not r.resolved and r.model_patch
+                           and r.instance_id not in errors],
         "empty_patch_ids": [r.instance_id for r in done if not r.model_patch],
-        "error_ids": [r.instance_id for r in results if r.status != "done"],
-        "errors": {r.instance_id: r.error for r in results if r.status != "done"},
-        "eval_errors": {r.instance_id: r.eval_error for r in done if r.eval_error},
+        "error_ids": [r.instance_id for r in results if r.instance_id in errors],
+        "errors": errors,
         "resolved_rate": round(len(resolved) / total, 4) if total else 0.0,
     }
     sel_counts = _counts(results, "c_selection", settings.n)
@@ -1168,7 +1194,7 @@ def evaluate_predictions(items: list[Instance | BadRow], predictions: dict[str, 
         r = cached(folder, patch)
         if r is None:
             r = evaluate_patch(inst, spec, env.image, patch, settings.limits(),
-                               settings.timeout, folder)
+                               time_limit(settings, spec), folder)
             (folder / "result.json").write_text(json.dumps(r.to_dict(), indent=2))
         return r
 

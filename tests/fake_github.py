@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -166,7 +166,7 @@ class FakeGitHub:
             token = "ghs_" + secrets.token_hex(18)
             with self._lock:
                 self.tokens.add(token)
-            expires = (datetime.now(timezone.utc) + timedelta(hours=1)).strftime(
+            expires = (datetime.now(UTC) + timedelta(hours=1)).strftime(
                 "%Y-%m-%dT%H:%M:%SZ")
             return 201, {"token": token, "expires_at": expires,
                          "permissions": {"issues": "write", "pull_requests": "write",

@@ -11,15 +11,16 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-
 from patchswarm.tasks import examples
 from patchswarm.tasks.batch import (
+    Batch,
     GitError,
     SpecError,
     commit_patch,
     load_spec,
     parse_spec,
     run_batch,
+    run_batch_parallel,
 )
 from patchswarm.tasks.cli import main
 
@@ -56,7 +57,7 @@ def batch_setup(tmp_path):
     replay.mkdir()
     problems = []
     for i, pid in enumerate(IDS):
-        repo = examples.materialise(pid, users / pid)
+        examples.materialise(pid, users / pid)
         meta = examples.load_example(pid)
         path, before, after = gold_and_buggy(pid, tmp_path)
         good = after if pid in SOLVED else before + "\n\ndef _unused():\n    return None\n"
@@ -144,6 +145,44 @@ def test_batch_over_three_repositories_resumes_and_publishes_only_when_asked(
     row = json.loads((work / "results" / f"{SOLVED[0]}.json").read_text())
     assert row["in_place"] is True
     assert sh(users / SOLVED[1], "branch", "--list", "patchswarm/*") == ""
+
+    # The path --broker takes (all pending problems at once through Celery's repair_many),
+    # here with a thread pool standing in for the workers, in a fresh work folder.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from patchswarm.agent.sampler import ReplaySampler
+    from patchswarm.tasks.runner import RepairSettings, repair
+
+    def repair_many(runs):  # noqa: ANN001, ANN202
+        def one(item):  # noqa: ANN001, ANN202
+            problem, run_dir = item
+            records = [json.loads(x) for x in
+                       (replay / f"{problem.id}.jsonl").read_text().splitlines()]
+            return repair(problem, lambda: ReplaySampler(records), RepairSettings(n=2), run_dir)
+
+        with ThreadPoolExecutor(2) as ex:
+            return list(ex.map(one, runs))
+
+    par = run_batch_parallel(load_spec(spec), tmp_path / "work2", repair_many, only=SOLVED)
+    assert [r["status"] for r in par["rows"]] == ["solved", "solved", "pending"]
+    for pid in SOLVED:
+        assert (tmp_path / "work2" / "patches" / f"{pid}.patch").read_text() == \
+            (work / "patches" / f"{pid}.patch").read_text()
+
+
+def test_a_problem_that_cannot_start_is_an_error_row_and_is_retried(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"problems": [
+        {"id": "gone", "repo": "file:///nonexistent/patchswarm-test.git", "issue": "bug",
+         "test": "pytest"}]}))
+    summary = run_batch(load_spec(spec), tmp_path / "w",
+                        lambda *a: pytest.fail("nothing to repair"))
+    (row,) = summary["rows"]
+    assert row["status"] == "error" and "could not clone" in row["error"]
+    assert summary["errors"] == 1
+    assert "| gone | error: could not clone" in (tmp_path / "w" / "summary.md").read_text()
+    # An error row is not finished: the next run tries the problem again.
+    assert [p.id for p in Batch(load_spec(spec), tmp_path / "w").pending()] == ["gone"]
 
 
 def test_a_bad_spec_is_refused_up_front_with_every_error(tmp_path):

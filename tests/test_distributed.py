@@ -260,7 +260,7 @@ def test_unreachable_broker_is_a_clear_error_before_any_work(tmp_path):
     issue = tmp_path / "issue.md"
     issue.write_text("averages are whole numbers")
     run_dir = tmp_path / "run"
-    cli = [sys.executable, "-m", "patchswarm.tasks.cli"]
+    cli = [sys.executable, "-c", "from patchswarm.tasks.cli import main; main()"]
     proc = subprocess.run([*cli, "repair", "--repo", str(repo), "--issue", str(issue),
                            "--test", "python -m pytest -q", "--run-dir", str(run_dir),
                            "--broker", dead], capture_output=True, text=True, timeout=60)
@@ -287,6 +287,7 @@ def test_malformed_messages_are_rejected_once_and_logged(broker, workers, exampl
             res.get(timeout=30)
         # A message whose body is not even JSON, pushed straight into the queue.
         r.lpush(queue, b"\x00not a celery message{")
+        r.lpush(queue, b'{"json": "but no envelope"}')
         # The worker goes on with real work afterwards.
         patches = example.patches(2)
         verdicts = orch.verify(example.env, example.groups(patches), RepairSettings(),
@@ -296,6 +297,7 @@ def test_malformed_messages_are_rejected_once_and_logged(broker, workers, exampl
     text = workers.read_log("bad")
     assert text.count("rejected malformed patchswarm.verify task") == 1, text[-3000:]
     assert "field 'image' is missing or not a str" in text
+    assert text.count("dropped a malformed message") == 2, text[-3000:]
     assert r.llen(queue) == 0, "a rejected message went back to the queue"
     unacked = r.hgetall("unacked")
     assert not any(queue.encode() in v for v in unacked.values()), "a message is still unacked"

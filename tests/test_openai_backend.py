@@ -110,7 +110,7 @@ def test_model_picked_when_the_server_serves_one_and_errors_name_the_served(serv
     with OpenAISampler(server, "no-such-model", retries=0) as s:
         with pytest.raises(SamplerError, match="refused") as err:
             s.sample(MESSAGES, SamplingParams(n=1, max_tokens=4))
-        assert "no-such-model" in str(err.value)
+        assert "no-such-model" in str(err.value) and f"it serves {NAME}" in str(err.value)
 
 
 def test_a_prompt_over_the_context_is_a_clear_error_without_retries(server):

@@ -251,6 +251,22 @@ def test_kill_minus_one_leaves_the_sandbox_usable(env_image):
         assert sb.exec("echo again", 10).output == "again\n"
 
 
+def test_the_command_runner_cannot_be_traced(env_image):
+    with Sandbox(env_image) as sb:
+        pid = sb._agent.hello["pid"]
+        assert sb._agent.hello["undumpable"]
+        res = sb.exec(f"cat /proc/{pid}/environ; head -c1 /proc/{pid}/mem; echo done", 30)
+        assert res.output.count("Permission denied") == 2, res.output
+        assert sb.reset() and sb._agent.hello["pid"] == pid  # untouched: kept
+        # A command can stop the runner; the host's own deadline then kills the container,
+        # and the sandbox is not reset but thrown away.
+        start = time.monotonic()
+        res = sb.exec(f"kill -STOP {pid}; sleep 100", 1)
+        assert res.timed_out and res.killed
+        assert time.monotonic() - start < 30
+        assert not sb.alive() and not sb.reset()
+
+
 def test_unknown_runtime_is_a_clear_error(env_image):
     with pytest.raises(SandboxError, match="runsc.*daemon.json"):
         Sandbox(env_image, Limits(runtime="runsc")).start()

@@ -46,7 +46,23 @@ from patchswarm.sandbox.images import BASE_PACKAGES, BaseRecipe, ensure_base_ima
 
 from .verdict import ERROR, FAILED, PASSED, TIMEOUT, Verdict
 
-COQ_PACKAGES = ("coq", "libcoq-coquelicot")
+COQ_PACKAGES = (
+    "coq",
+    "libcoq-coquelicot",
+    # debootstrap does not resolve virtual packages (coq depends on ``ocaml-base-4.13.1``,
+    # ``libfindlib-ocaml-0thr1`` ...): the real packages that provide them are named here.
+    "ocaml-base",
+    "ocaml",
+    "ocaml-nox",
+    "ocaml-findlib",
+    "ocaml-compiler-libs",
+    "ocaml-interp",
+    "libfindlib-ocaml",
+    "libzarith-ocaml",
+    "libcoq-core-ocaml",
+    "libcoq-stdlib",
+    "libcoq-mathcomp-ssreflect",
+)
 """Debian packages of the Coq image: Coq 8.16 with its standard library, and Coquelicot."""
 
 ALLOWED_AXIOMS = frozenset({
@@ -261,10 +277,10 @@ def forbidden(text: str) -> list[str]:
     _, bare = mask(text)
     found: list[str] = []
     for m in _IDENT.finditer(bare):
-        for word in m.group(0).split("."):
-            if word in FORBIDDEN_WORDS:
-                line = bare.count("\n", 0, m.start()) + 1
-                found.append(f"{word} (line {line}): {FORBIDDEN_WORDS[word]}")
+        word = m.group(0)
+        if word in FORBIDDEN_WORDS:
+            line = bare.count("\n", 0, m.start()) + 1
+            found.append(f"{word} (line {line}): {FORBIDDEN_WORDS[word]}")
     return found
 
 
@@ -350,66 +366,72 @@ class Assembled:
     proof: str = ""
 
 
-def assemble(problem: CoqProblem, candidate_text: str) -> Assembled:
-    """The candidate as a whole file over the problem's preamble, or CandidateRejected."""
+def _ender(s: Sentence) -> str | None:
+    word = s.head.rstrip(".").strip()
+    return word if word in (*PROOF_ENDERS, "Admitted", "Abort", "Save") else None
+
+
+def assemble(problem: CoqProblem, candidate_text: str, check_words: bool = True) -> Assembled:
+    """The candidate as one file over the problem's preamble, or :class:`CandidateRejected`.
+
+    A whole-file candidate may repeat the problem's preamble, leave it out, or add sentences
+    of its own (imports, lemmas): sentences equal to the preamble's, in order, are dropped and
+    the problem's own preamble is used; the others are kept, after it, as helpers. The
+    statement must be the problem's. ``check_words=False`` skips the forbidden-word rule
+    (tests of the kernel-side checks only).
+    """
     try:
         sents, rest = sentences(candidate_text)
     except CoqSyntaxError as exc:
         raise CandidateRejected(f"the candidate does not lex: {exc}") from None
     if rest.strip():
         raise CandidateRejected(f"the candidate ends inside a sentence: {rest.strip()[:200]!r}")
+    if not sents:
+        raise CandidateRejected("the candidate is empty: no proof")
     own = [s for s in sents if theorem_name(s) == problem.name]
+    helpers = ""
     if own:
         mode = "file"
         stmt = own[0]
-        want, _ = sentences(problem.preamble)
-        before = [s for s in sents if s.end <= stmt.start]
-        if [s.normal for s in before[: len(want)]] != [s.normal for s in want]:
-            diff = next((i for i, (a, b) in enumerate(zip(before, want, strict=False))
-                         if a.normal != b.normal), min(len(before), len(want)))
-            got = before[diff].code if diff < len(before) else "(nothing)"
-            exp = want[diff].code if diff < len(want) else "(nothing)"
-            raise CandidateRejected(
-                f"the candidate changes the problem's preamble: sentence {diff + 1} is "
-                f"{got[:200]!r}, expected {exp[:200]!r}")
-        helpers_start = before[len(want) - 1].end if want else 0
-        helpers = candidate_text[helpers_start : stmt.start]
+        want = [s.normal for s in sentences(problem.preamble)[0]]
+        j = 0
+        kept: list[str] = []
+        for s in sents:
+            if s.end > stmt.start:
+                break
+            if j < len(want) and s.normal == want[j]:
+                j += 1
+            else:
+                kept.append(candidate_text[s.start : s.end])
+        helpers = "".join(f"\n{k}" for k in kept) + ("\n" if kept else "")
         expected = sentences(problem.statement)[0][0]
         if statement_key(stmt) != statement_key(expected):
             raise CandidateRejected(
                 f"the candidate changes the statement: {stmt.code[:300]!r}, expected "
                 f"{expected.code[:300]!r}")
-        proof = candidate_text[stmt.end :]
-        proof_sents = [s for s in sents if s.start >= stmt.end]
         statement_text = candidate_text[stmt.start : stmt.end]
+        proof = candidate_text[stmt.end :]
     else:
         mode = "script"
-        helpers = ""
-        proof_sents = sents
-        if not proof_sents:
-            raise CandidateRejected("the candidate is empty: no proof")
-        if proof_sents[0].head.split(None, 1)[0].rstrip(".") != "Proof":
+        statement_text = problem.statement
+        if sents[0].head.split(None, 1)[0].rstrip(".") != "Proof":
             candidate_text = "Proof.\n" + candidate_text
         proof = "\n" + candidate_text
-        statement_text = problem.statement
-        enders = [s for s in proof_sents if s.head.rstrip(".").strip() in
-                  (*PROOF_ENDERS, "Admitted", "Abort", "Save")]
-        if not enders:
+        if not any(_ender(s) for s in sents):
             proof = proof.rstrip() + "\nQed.\n"
-            proof_sents = sentences(proof)[0]
-    words = forbidden(helpers) + forbidden(proof)
-    if words:
-        raise CandidateRejected("the candidate uses what a proof may not: " + "; ".join(words))
-    for s in sentences(helpers)[0]:
-        if theorem_name(s) == problem.name:
-            raise CandidateRejected("the candidate states the theorem twice")
+    if check_words:
+        words = forbidden(helpers) + forbidden(proof)
+        if words:
+            raise CandidateRejected("the candidate uses what a proof may not: "
+                                    + "; ".join(words))
+    if any(theorem_name(s) == problem.name for s in sentences(helpers)[0]):
+        raise CandidateRejected("the candidate states the theorem twice")
     proof_sents = sentences(proof)[0]
-    ends = [i for i, s in enumerate(proof_sents)
-            if s.head.rstrip(".").strip() in (*PROOF_ENDERS, "Admitted", "Abort", "Save")]
+    ends = [i for i, s in enumerate(proof_sents) if _ender(s)]
     if not ends:
         raise CandidateRejected("the proof does not end with Qed. or Defined.")
     first = proof_sents[ends[0]]
-    if first.head.rstrip(".").strip() not in PROOF_ENDERS:
+    if _ender(first) not in PROOF_ENDERS:
         raise CandidateRejected(f"the proof ends with {first.head!r}, not Qed. or Defined.")
     if ends[0] != len(proof_sents) - 1:
         extra = proof_sents[ends[0] + 1].code
@@ -480,6 +502,44 @@ def ensure_coq_image(log: Callable[[str], None] = print) -> str:
     return ensure_base_image(coq_recipe(), log=log)
 
 
+def check_statements(problems: dict[str, CoqProblem], sandbox: Any, jobs: int = 2,
+                     timeout: float = 120.0) -> dict[str, tuple[bool, str]]:
+    """Compile each problem's statement with ``Proof. Admitted.`` in one sandbox, ``jobs`` at
+    a time: key → (compiles, first error). One container for the lot keeps it fast."""
+    keys = list(problems)
+    workdir = f"{WORKDIR}-batch-{secrets.token_hex(4)}"
+    sandbox.exec(f"mkdir -p {workdir}", timeout=30)
+    try:
+        for i, key in enumerate(keys):
+            sandbox.put_file(f"{workdir}/p{i}.v", problems[key].admitted().encode())
+        run = (f"cd {workdir} && ls p*.v | xargs -P {max(1, jobs)} -I{{}} sh -c "
+               f"'timeout -k 5 {timeout:g} coqc -q {{}} > {{}}.log 2>&1; echo $? > {{}}.rc'")
+        budget = timeout * (len(keys) / max(1, jobs) + 1) + 60
+        res = sandbox.exec(run, timeout=budget)
+        if res.timed_out:
+            raise TimeoutError(f"compiling {len(keys)} statements ran past {budget:.0f}s")
+        dump = sandbox.exec(
+            f"cd {workdir} && for f in p*.v; do printf '\\n@@ %s %s\\n' \"$f\" "
+            "\"$(cat $f.rc 2>/dev/null)\"; head -c 2000 $f.log; done", timeout=120)
+        results: dict[str, tuple[bool, str]] = {}
+        for chunk in dump.output.split("\n@@ ")[1:]:
+            header, _, log = chunk.partition("\n")
+            fname, _, rc = header.partition(" ")
+            key = keys[int(fname[1:].removesuffix(".v"))]
+            if rc.strip() == "0":
+                results[key] = (True, "")
+            elif rc.strip() in ("124", "137"):
+                results[key] = (False, f"coqc ran past {timeout:g}s")
+            else:
+                line, message = first_error(log)
+                results[key] = (False, (f"line {line}: " if line else "") + message)
+        for key in keys:
+            results.setdefault(key, (False, "no result (coqc did not run)"))
+        return results
+    finally:
+        sandbox.exec(f"rm -rf {workdir}", timeout=60)
+
+
 @dataclass
 class _Run:
     exit_code: int | None
@@ -520,7 +580,8 @@ class CoqVerifier:
     def candidate_from_file(self, text: str, path: str) -> dict[str, Any]:
         return {"proof": text}
 
-    def image(self, log: Callable[[str], None] = print) -> str:
+    def sandbox_image(self, problem: dict[str, Any], log: Callable[[str], None] = print) -> str:
+        """The image the checks run in (every problem uses the same one)."""
         return ensure_coq_image(log)
 
     def verify(self, problem: dict[str, Any], candidate: dict[str, Any],
@@ -582,17 +643,16 @@ class CoqVerifier:
     def _check_candidate(self, prob: CoqProblem, text: str, sandbox: Any, workdir: str,
                          nonce: str, verdict: Callable[..., Verdict]) -> Verdict:
         try:
-            if self.lexical_check:
-                built = assemble(prob, text)
-            else:
-                built = _assemble_unchecked(prob, text)
+            built = assemble(prob, text, check_words=self.lexical_check)
         except CandidateRejected as exc:
             return verdict(FAILED, f"rejected: {exc}", theorem=prob.name, rejected=str(exc))
         goal = f"patchswarm_goal_{nonce}"
         check = f"patchswarm_check_{nonce}"
         lib = f"Patchswarm{nonce}"
         # The reference statement, elaborated before any text of the candidate's.
-        ref_stmt = re.sub(rf"\b{re.escape(prob.name)}\b", goal, prob.statement, count=1)
+        m = _THEOREM.match(mask(prob.statement)[0])
+        assert m is not None
+        ref_stmt = prob.statement[: m.start(2)] + goal + prob.statement[m.end(2):]
         reference = f"\n{ref_stmt}\nProof.\nAdmitted.\n"
         head = prob.preamble + reference
         body = built.text[len(prob.preamble):]
@@ -667,18 +727,3 @@ class CoqVerifier:
             m = _EXPANDS.search(out.decode("utf-8", "replace")) if out else None
             full.append(m.group(1) if m else f"?{n}")
         return full
-
-
-def _assemble_unchecked(problem: CoqProblem, candidate_text: str) -> Assembled:
-    """Like :func:`assemble` without the forbidden-word and ending rules (tests only)."""
-    sents, _ = sentences(candidate_text)
-    own = [s for s in sents if theorem_name(s) == problem.name]
-    if own:
-        want, _ = sentences(problem.preamble)
-        before = [s for s in sents if s.end <= own[0].start]
-        start = before[len(want) - 1].end if want and len(before) >= len(want) else 0
-        return Assembled(problem.preamble + candidate_text[start:], "file")
-    proof = candidate_text
-    if not sents or sents[0].head.split(None, 1)[0] != "Proof.":
-        proof = "Proof.\n" + proof
-    return Assembled(problem.preamble + problem.statement + "\n" + proof, "script")

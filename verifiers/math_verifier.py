@@ -12,13 +12,14 @@ A candidate with no answer that can be found is a ``failed`` verdict with detail
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from typing import Any
 
-from .math_answer import extract_answer, group_answers
 from .math_answer import equivalent as _equivalent
+from .math_answer import extract_answer, group_answers
 from .math_answer import logger as _math_logger
 from .verdict import ERROR, FAILED, PASSED, TIMEOUT, Verdict
 
@@ -134,13 +135,13 @@ class MathVerifier:
         seconds = time.monotonic() - start
         if abandoned is not None:
             status = TIMEOUT if "timed out" in abandoned else ERROR
-            return Verdict(status, f"equivalence of {answer!r} and {gold!r} not decided "
+            return Verdict(status, f"equivalence of {answer} and {gold} not decided "
                            f"({abandoned}; limit {self.timeout:g}s)", verifier=self.name,
                            extra=extra, seconds=seconds)
         if same:
-            return Verdict(PASSED, f"{answer!r} is equivalent to {gold!r}", verifier=self.name,
+            return Verdict(PASSED, f"{answer} is equivalent to {gold}", verifier=self.name,
                            extra=extra, seconds=seconds)
-        return Verdict(FAILED, f"{answer!r} is not equivalent to {gold!r}", verifier=self.name,
+        return Verdict(FAILED, f"{answer} is not equivalent to {gold}", verifier=self.name,
                        extra=extra, seconds=seconds)
 
     def group(self, texts: list[str]) -> list[list[int]]:
@@ -154,6 +155,14 @@ class MathVerifier:
     # Hooks for ``patchswarm verify``: plain files to plain data.
 
     def problem_from_file(self, text: str, path: str) -> dict[str, Any]:
+        """A JSON object (``{"answer": ...}``) or the gold answer as plain text."""
+        if text.lstrip().startswith("{"):
+            try:
+                data = json.loads(text)
+            except ValueError:
+                data = None
+            if isinstance(data, dict):
+                return data
         return {"answer": text.strip()}
 
     def candidate_from_file(self, text: str, path: str) -> dict[str, Any]:

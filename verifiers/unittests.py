@@ -13,8 +13,11 @@ that ends up calling pytest works) or, for other runners, from a named log forma
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from patchswarm.sandbox.container import Sandbox
@@ -72,6 +75,41 @@ class PytestVerifier:
 
     def settings(self) -> dict[str, Any]:
         return {"name": self.name, "reruns": self.reruns}
+
+    # Hooks for ``patchswarm verify``: files to plain data, and the sandbox image to use.
+
+    def problem_from_file(self, text: str, path: str) -> dict[str, Any]:
+        """A JSON object: the test spec plus ``repo`` (a git repository, relative to the
+        file's folder or absolute), ``base_commit`` (default HEAD), ``install`` and
+        ``python``, from which :meth:`sandbox_image` builds the environment."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"{path}: the problem must be a JSON object ({exc})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: the problem must be a JSON object")
+        if data.get("repo"):
+            repo = Path(path).resolve().parent / Path(str(data["repo"])).expanduser()
+            data["repo"] = str(repo.resolve())
+        if "timeout" not in data and "test_timeout" in data:
+            data["timeout"] = data["test_timeout"]
+        return data
+
+    def candidate_from_file(self, text: str, path: str) -> dict[str, Any]:
+        return {"patch": text}
+
+    def sandbox_image(self, problem: dict[str, Any],
+                      log: Callable[[str], None] = print) -> str:
+        """The environment image of ``problem["repo"]`` at ``base_commit``, built if missing."""
+        from patchswarm.sandbox.images import BaseRecipe, ensure_base_image, ensure_env_image
+
+        for key in ("repo", "test_command"):
+            if not problem.get(key):
+                raise ValueError(f"the problem needs {key!r} (a git repository path and the "
+                                 "command that runs its tests)")
+        base = ensure_base_image(BaseRecipe(python=str(problem.get("python", "3.11"))), log=log)
+        return ensure_env_image(Path(problem["repo"]), str(problem.get("base_commit") or "HEAD"),
+                                base, install=str(problem.get("install") or ""), log=log)
 
     def verify(self, problem: dict[str, Any], candidate: dict[str, Any],
                sandbox: Sandbox) -> Verdict:
@@ -132,10 +170,21 @@ class PytestVerifier:
             except ValueError as exc:
                 out["error"] = f"unreadable JUnit report: {exc}"
         else:
+            if fmt not in PARSERS:
+                out["error"] = (f"unknown log format {fmt!r}; known: "
+                                f"{', '.join(sorted(PARSERS))}")
+                return out
             parsed = PARSERS[fmt](res.output)
             out["tests"] = parsed.tests
             if parsed.unread:
-                out["error"] = "unread test lines: " + " | ".join(parsed.unread[:5])
+                out["error"] = (f"{len(parsed.unread)} test result lines could not be read: "
+                                + " | ".join(parsed.unread[:5]))
+        if not out["tests"] and not out["error"]:
+            # Nothing read is never a pass: the command ran no tests, or wrote them in a
+            # form the parser does not know.
+            last = [ln for ln in res.output.strip().splitlines() if ln.strip()][-3:]
+            out["error"] = (f"no test results found ({fmt} format; exit {res.exit_code}); "
+                            "the log ends: " + " | ".join(last)[:500])
         return out
 
     def _judge(self, problem: dict[str, Any], run: dict[str, Any],
@@ -163,6 +212,9 @@ class PytestVerifier:
             ok = bool(tests) and not bad and run["exit_code"] == 0
             detail = (f"{len(tests) - len(bad)}/{len(tests)} tests pass"
                       if tests else "no tests ran")
+        if extra.get("flaky"):
+            detail += (f"; flaky (passed in some runs only, not counted as passing): "
+                       f"{', '.join(extra['flaky'][:5])}")
         if extra.get("tests_tampered"):
             detail += f"; test files changed by the candidate were restored: " \
                       f"{', '.join(extra['tests_tampered'])}"
