@@ -296,13 +296,10 @@ def eval_cmd(dataset: str | None, split: str, instances: tuple[str, ...], limit:
             preds = load_predictions(predictions)
         except DatasetError as exc:
             _fail(str(exc))
+        keep = {x.instance_id for x in items}
         if instances or limit:
-            keep = {x.instance_id for x in items}
             preds = {k: v for k, v in preds.items() if k in keep}
-        else:
-            wanted = set(preds)
-            items = [x for x in items if x.instance_id in wanted]
-        unknown = sorted(set(preds) - {x.instance_id for x in items})
+        unknown = sorted(set(preds) - keep)
         if unknown:
             console.print(f"[yellow]predictions for instances not in {source}: "
                           f"{', '.join(unknown[:10])}[/]")

@@ -27,10 +27,17 @@ class RunStore:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._clean: set[str] = set()
+        """Files known to end with a whole line (this store wrote their last line)."""
 
     def _append(self, name: str, record: dict[str, Any]) -> None:
         line = json.dumps(record, sort_keys=True) + "\n"
         with self._lock, open(self.path / name, "a") as fh:
+            if name not in self._clean:
+                # A line cut short by a crash must not swallow the next record.
+                if fh.tell() > 0 and not _ends_with_newline(self.path / name):
+                    line = "\n" + line
+                self._clean.add(name)
             fh.write(line)
             fh.flush()
             os.fsync(fh.fileno())
@@ -86,3 +93,9 @@ class RunStore:
 
     def events(self) -> list[dict[str, Any]]:
         return self._read("events.jsonl")
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"

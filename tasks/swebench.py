@@ -1200,13 +1200,18 @@ def evaluate_predictions(items: list[Instance | BadRow], predictions: dict[str, 
 
     def one(item: Instance | BadRow) -> None:
         if isinstance(item, BadRow):
-            with lock:
-                errors[item.instance_id] = item.error
+            if gold_check or item.instance_id in predictions:
+                with lock:
+                    errors[item.instance_id] = item.error
             return
         pred = predictions.get(item.instance_id)
         if pred is None:
             return
         patch = pred["model_patch"]
+        if gold_check and not patch.strip():
+            with lock:
+                errors[item.instance_id] = "the dataset row has no gold patch to check"
+            return
         folder = logs / _folder_name(item.instance_id)
         if not patch.strip() and not gold_check:
             with lock:
@@ -1239,7 +1244,7 @@ def evaluate_predictions(items: list[Instance | BadRow], predictions: dict[str, 
     with ThreadPoolExecutor(max(1, settings.workers)) as ex:
         list(ex.map(one, items))
     ids = [x.instance_id for x in items]
-    submitted = [i for i in ids if i in predictions]
+    submitted = [i for i in ids if i in predictions or (gold_check and i in errors)]
     completed = [i for i in submitted if i in results and results[i].status in
                  ("resolved", "unresolved")]
     report: dict[str, Any] = {

@@ -256,6 +256,7 @@ def test_a_labelled_issue_gets_a_verified_draft_pull_request(tmp_path, fake, app
     with Sandbox(image).start() as sb:
         seen = sb.exec(f"env; cat {WORKDIR}/.git/config; grep -rl -e ghs_ -e PRIVATE "
                        f"{WORKDIR} /tmp 2>/dev/null; true", timeout=60).output
+    assert "HOME=" in seen and "[core]" in seen  # the probe ran and saw the environment
     for secret in (token, SECRET.decode(), "PATCHSWARM_GIT_TOKEN", "PRIVATE KEY"):
         assert secret not in seen, secret
     # The issue text's shell syntax ran nowhere.
