@@ -376,7 +376,11 @@ COMMAND_MODULES: list[str] = ["cmd_worker", "cmd_bench", "cmd_bench_pipeline", "
                               "cmd_bench_sampling", "cmd_batch", "cmd_bot", "cmd_swebench",
                               "cmd_solve", "cmd_verify"]
 
-_add_commands()
-
 if __name__ == "__main__":
-    main()
+    # Run through the importable module, so the command modules (which import this one) see
+    # a single copy of it.
+    from patchswarm.tasks.cli import main as _main
+
+    _main()
+else:
+    _add_commands()

@@ -212,10 +212,13 @@ def statuses(verdicts: dict) -> dict[str, str]:
     return {k: v.status for k, v in verdicts.items()}
 
 
-def expected(example: Example, patches: list[str]) -> dict[str, str]:
-    """variant_patches alternate right (passed) and wrong (failed)."""
-    return {c.key: ("passed" if i % 2 == 0 else "failed") for i, c in
-            enumerate(candidates_from(example.problem.id, patches, example.originals))}
+def expected(example: Example, *sets: list[str]) -> dict[str, str]:
+    """Each set of variant_patches alternates right (passed) and wrong (failed)."""
+    out = {}
+    for patches in sets:
+        out.update({c.key: ("passed" if i % 2 == 0 else "failed") for i, c in
+                    enumerate(candidates_from(example.problem.id, patches, example.originals))})
+    return out
 
 
 def verdict_lines(run_dir: Path) -> list[dict]:
@@ -346,7 +349,7 @@ def test_a_missing_image_is_an_error_verdict_not_a_crash(broker, shared, example
 # ----------------------------------------------------------------------------- same results
 
 def test_same_verdicts_and_choice_as_the_in_process_runner(broker, shared, example, tmp_path):
-    patches = example.patches(4)
+    patches = example.patches(2)
     cosmetic = example.gold.replace("+    return sum(scores) / len(scores)",
                                     "+    return sum(scores) / len(scores)  # true division")
     assert cosmetic != example.gold
@@ -524,7 +527,8 @@ def test_kill_9_of_a_verify_worker_mid_task(broker, workers, example, tmp_path):
     env = {"PATCHSWARM_VISIBILITY_TIMEOUT": "8"}
     victim = workers.start(broker, queue, "victim", env=env)
     slow = example.patches(1, sleep=3)  # passes, but runs long enough to be killed in
-    patches = slow + example.patches(3)
+    rest = example.patches(3)
+    patches = slow + rest
     run_dir = tmp_path / "run"
     with Orchestrator(ClusterSettings(broker=broker, verify_queue=queue, cache=False)) as orch:
         join = in_thread(lambda: orch.verify(example.env, example.groups(patches),
@@ -535,9 +539,9 @@ def test_kill_9_of_a_verify_worker_mid_task(broker, workers, example, tmp_path):
         workers.start(broker, queue, "rescuer", env=env)
         verdicts = join(120)
         deliveries = orch.stats.deliveries
-    assert statuses(verdicts) == expected(example, patches)
+    assert statuses(verdicts) == expected(example, slow, rest)
     lines = verdict_lines(run_dir)
-    assert sorted(d["key"] for d in lines) == sorted(expected(example, patches)), \
+    assert sorted(d["key"] for d in lines) == sorted(expected(example, slow, rest)), \
         "a candidate is missing or was counted twice"
     slow_key = example.groups(slow)[0].key
     (slow_result,) = [d for d in deliveries if d["key"] == slow_key]
@@ -553,7 +557,8 @@ def test_redis_restarted_mid_run(workers, example, tmp_path):
         queue = queue_name()
         workers.start(server.url, queue, "r1")
         workers.start(server.url, queue, "r2")
-        patches = example.patches(1, sleep=2) + example.patches(5)
+        slow, rest = example.patches(1, sleep=2), example.patches(5)
+        patches = slow + rest
         run_dir = tmp_path / "run"
         cluster = ClusterSettings(broker=server.url, verify_queue=queue, cache=False,
                                   outage_timeout=60)
@@ -573,9 +578,9 @@ def test_redis_restarted_mid_run(workers, example, tmp_path):
     finally:
         workers.stop_all()
         server.stop()
-    assert statuses(verdicts) == expected(example, patches)
+    assert statuses(verdicts) == expected(example, slow, rest)
     lines = verdict_lines(run_dir)
-    assert sorted(d["key"] for d in lines) == sorted(expected(example, patches))
+    assert sorted(d["key"] for d in lines) == sorted(expected(example, slow, rest))
     assert stats.data_losses >= 1, "the orchestrator did not notice that Redis lost its data"
     assert stats.results >= len(patches)
 
