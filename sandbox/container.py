@@ -231,6 +231,8 @@ class Sandbox:
     _agent: _Agent | None = field(default=None, init=False, repr=False, compare=False)
     _pool: SandboxPool | None = field(default=None, init=False, repr=False, compare=False)
     _oom_seen: int = field(default=0, init=False, repr=False, compare=False)
+    _fast: bool = field(default=True, init=False, repr=False, compare=False)
+    """Commands go through the runner (False: it could not start here, or was not wanted)."""
 
     def start(self) -> Sandbox:
         lim = self.limits
@@ -254,7 +256,6 @@ class Sandbox:
             # it, so `kill -9 -1` inside never takes the container down. Commands run as the
             # sandbox user.
             user="0",
-            detach=True,
             working_dir=WORKDIR,
             labels={LABEL: "sandbox", RUN_LABEL: OWNER, "patchswarm.image": self.image,
                     **self.labels},
@@ -273,15 +274,25 @@ class Sandbox:
         if lim.runtime:
             kwargs["runtime"] = lim.runtime
         try:
-            c = client().containers.run(**kwargs)
+            # create + start, not run: run would try to pull a missing image from a registry.
+            c = client().containers.create(**kwargs)
         except (APIError, DockerException) as exc:
             raise SandboxError(f"could not start a sandbox from {self.image}: {exc}") from exc
         self.container_id = c.id
         _LIVE.add(c.id)
+        try:
+            c.start()
+        except (APIError, DockerException) as exc:
+            self._destroy()
+            raise SandboxError(f"could not start a sandbox from {self.image}: {exc}") from exc
         _note_used(self.image)
         try:
-            if lim.fast_exec:
-                self._agent = _Agent(c.id)
+            self._fast = lim.fast_exec
+            if self._fast:
+                try:
+                    self._agent = _Agent(c.id)
+                except SandboxError:
+                    self._fast = False  # no python3 in the image: docker exec does it all
             if self.read_only_root and not self._populate(pristine):
                 raise SandboxError(f"could not copy the repository into the sandbox ({pristine})")
             if self._agent is None:
@@ -330,7 +341,7 @@ class Sandbox:
         """Run ``command`` with ``sh -c`` under a hard deadline that kills its whole tree."""
         if self.container_id is None:
             raise SandboxError("sandbox not started")
-        if (user in (None, SANDBOX_USER) and self.limits.fast_exec):
+        if user in (None, SANDBOX_USER) and self._fast:
             return self._exec_agent(command, timeout, workdir, env)
         return self._exec_docker(command, timeout, workdir, env, user)
 
@@ -388,7 +399,7 @@ class Sandbox:
     def _exec_raw(self, command: str, timeout: float, workdir: str = WORKDIR,
                   env: dict[str, str] | None = None, user: str | None = None,
                   output_limit: int | None = None) -> ExecResult:
-        if user in (None, SANDBOX_USER) and self.limits.fast_exec:
+        if user in (None, SANDBOX_USER) and self._fast:
             return self._exec_agent(command, timeout, workdir, env, output_limit)
         return self._exec_docker(command, timeout, workdir, env, user, output_limit)
 
@@ -484,7 +495,7 @@ class Sandbox:
     def put_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
         """Write a file (making its folder). Through the runner, else through ``exec``: the
         archive API can reach neither memory file systems nor a read-only container."""
-        if self.limits.fast_exec:
+        if self._fast:
             try:
                 res = self._ensure_agent().request(
                     {"op": "write", "path": path, "mode": mode}, data=data, timeout=60)[0]
@@ -509,7 +520,7 @@ class Sandbox:
 
     def get_file(self, path: str, max_bytes: int = 20_000_000) -> bytes | None:
         """A file's bytes, or None when it does not exist (or is not a regular file)."""
-        if self.limits.fast_exec:
+        if self._fast:
             try:
                 res, body, _ = self._ensure_agent().request(
                     {"op": "read", "path": path, "max": max_bytes}, timeout=60)
@@ -545,7 +556,7 @@ class Sandbox:
         could have tampered with it (it made itself undumpable and still answers); otherwise
         a fresh one replaces it.
         """
-        if not self.read_only_root or not self.limits.fast_exec or not self.alive():
+        if not self.read_only_root or not self._fast or not self.alive():
             return False
         pristine = _image_labels(self.image).get(PRISTINE_LABEL)
         agent = self._agent

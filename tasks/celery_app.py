@@ -270,6 +270,35 @@ def _pool(image: str, limits: Any) -> Any:
     return pool
 
 
+class _Tracking:
+    """A pool that remembers the container it handed out."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.container_id: str | None = None
+
+    def take(self) -> Any:
+        sb = self.pool.take()
+        self.container_id = sb.container_id
+        return sb
+
+
+def _discard(image: str, limits: Any, container_id: str | None) -> None:
+    """After a hang: remove the sandbox that hung (it may be frozen, so it is never handed
+    out again) and replace the pool, closing the old one in the background."""
+    with _POOLS_LOCK:
+        pool = _POOLS.pop((image, limits), None)
+    if container_id:
+        try:
+            from patchswarm.sandbox.engine import client
+
+            client().api.remove_container(container_id, force=True, v=True)
+        except Exception as exc:  # noqa: BLE001 - the reaper gets it later
+            log.warning("could not remove the hung sandbox %s: %s", container_id[:12], exc)
+    if pool is not None:
+        threading.Thread(target=pool.close, daemon=True).start()
+
+
 def _cache(conf: dict[str, Any] | None) -> Any:
     if not conf:
         return None
@@ -400,8 +429,13 @@ def verify_task(self: Any, payload: Any) -> dict[str, Any]:
     if missing:
         v = Verdict(ERROR, missing, verifier=verifier.name)
         return _envelope(self, payload, v.to_dict(), False, delivery, t0)
-    verdict = verify_patch(_pool(payload["image"], limits), verifier, payload["spec"],
-                           payload["patch"], passthrough=(SoftTimeLimitExceeded,))
+    pool = _Tracking(_pool(payload["image"], limits))
+    try:
+        verdict = verify_patch(pool, verifier, payload["spec"], payload["patch"],
+                               passthrough=(SoftTimeLimitExceeded,))
+    except SoftTimeLimitExceeded:
+        _discard(payload["image"], limits, pool.container_id)
+        raise
     out = verdict.to_dict()
     if cache is not None:
         cache.put(ck, out)
@@ -441,7 +475,9 @@ def sample_task(self: Any, payload: Any) -> dict[str, Any]:
         _reject(self, f"params: {exc}")
     t0 = time.monotonic()
     try:
-        sampler, lock = _sampler(payload["model"], payload.get("endpoint"))
+        # A worker beside its own server (`vllm serve`) names it in PATCHSWARM_ENDPOINT.
+        endpoint = payload.get("endpoint") or os.environ.get("PATCHSWARM_ENDPOINT") or None
+        sampler, lock = _sampler(payload["model"], endpoint)
         with lock:  # an in-process engine serves one request at a time
             completions = sampler.sample(payload["messages"], params)
     except SamplerError as exc:

@@ -7,9 +7,11 @@ source files) is sampled ``n`` times two ways, each on a fresh in-process vLLM e
 (b) ``n`` separate requests submitted together, prefix caching off: the prompt is computed
     ``n`` times (the strongest batch baseline; ``--sequential`` also times them one by one).
 
-Target: (a) at least 2x faster than (b). Also printed: generated tokens per second and the
-share of distinct candidates. On the CPU build one seeded request with ``n`` samples works but
-many seeded requests in one batch do not, so (a) carries a seed and (b) does not.
+Target: (a) at least 2x faster than (b). ``--repeats`` times each way several times, each
+with a fresh prompt so that no repeat is served from the cache, and reports the median. Also
+printed: generated tokens per second and the share of distinct candidates. On the CPU build
+one seeded request with ``n`` samples works but many seeded requests in one batch do not, so
+(a) carries a seed and (b) does not.
 """
 
 from __future__ import annotations
@@ -66,13 +68,28 @@ def _stats(outputs: list[tuple[str, int]], seconds: float) -> dict[str, Any]:
     }
 
 
+def _tagged(messages: list[dict[str, str]], rep: int) -> list[dict[str, str]]:
+    """The prompt for repeat ``rep``: a distinct first line, so no repeat finds the previous
+    one's prompt in the prefix cache."""
+    head = {**messages[0], "content": f"[run {rep}] {messages[0]['content']}"}
+    return [head, *messages[1:]]
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median time, with every run's seconds alongside."""
+    ordered = sorted(runs, key=lambda r: r["seconds"])
+    return {**ordered[(len(ordered) - 1) // 2], "runs_seconds": [r["seconds"] for r in runs]}
+
+
 def run_bench(model: str, n: int = 16, prompt_tokens: int = 1600, max_tokens: int = 64,
-              temperature: float = 0.8, sequential: bool = False,
+              temperature: float = 0.8, sequential: bool = False, repeats: int = 1,
               max_model_len: int = 4096, log: Any = print) -> dict[str, Any]:
-    """Both ways on fresh engines; returns the figures (see the module docstring)."""
+    """Both ways on fresh engines, ``repeats`` times each (median reported); returns the
+    figures (see the module docstring)."""
+    from vllm import SamplingParams as VParams
+
     from patchswarm.agent.models import resolve_model
     from patchswarm.agent.sampler import SamplingParams, VLLMSampler
-    from vllm import SamplingParams as VParams
 
     path = resolve_model(model)
     from transformers import AutoTokenizer
@@ -88,34 +105,44 @@ def run_bench(model: str, n: int = 16, prompt_tokens: int = 1600, max_tokens: in
     t0 = time.monotonic()
     engine = VLLMSampler(str(path), name=model, max_model_len=max_model_len,
                          prefix_caching=True)
-    result["engine_start_s"] = round(time.monotonic() - t0, 1)
+    result["engine_start_cached_s"] = round(time.monotonic() - t0, 1)
     try:
         engine.sample(warm, SamplingParams(n=1, max_tokens=4, seed=1))
-        t0 = time.monotonic()
-        comps = engine.sample(messages, SamplingParams(n=n, max_tokens=max_tokens,
-                                                       temperature=temperature, seed=0))
-        took = time.monotonic() - t0
-        result["one_request_n_cached"] = {
-            **_stats([(c.text, c.completion_tokens) for c in comps], took), "seed": 0}
+        runs = []
+        for rep in range(repeats):
+            t0 = time.monotonic()
+            comps = engine.sample(_tagged(messages, rep),
+                                  SamplingParams(n=n, max_tokens=max_tokens,
+                                                 temperature=temperature, seed=0))
+            took = time.monotonic() - t0
+            runs.append({**_stats([(c.text, c.completion_tokens) for c in comps], took),
+                         "seed": 0})
+        result["one_request_n_cached"] = _median(runs)
     finally:
         engine.close()
 
     log(f"(b) engine without prefix caching; {n} separate requests")
+    t0 = time.monotonic()
     engine = VLLMSampler(str(path), name=model, max_model_len=max_model_len,
                          prefix_caching=False)
+    result["engine_start_uncached_s"] = round(time.monotonic() - t0, 1)
     try:
         engine.sample(warm, SamplingParams(n=1, max_tokens=4, seed=1))
         vp = VParams(n=1, temperature=temperature, top_p=0.95, max_tokens=max_tokens)
-        t0 = time.monotonic()
-        outs = engine.llm.chat([messages] * n, vp, use_tqdm=False)
-        took = time.monotonic() - t0
-        result["separate_requests_uncached"] = {
-            **_stats([(o.outputs[0].text, len(o.outputs[0].token_ids)) for o in outs], took),
-            "submitted": "together", "seed": None}
+        runs = []
+        for rep in range(repeats):
+            t0 = time.monotonic()
+            outs = engine.llm.chat([_tagged(messages, rep)] * n, vp, use_tqdm=False)
+            took = time.monotonic() - t0
+            runs.append({**_stats([(o.outputs[0].text, len(o.outputs[0].token_ids))
+                                   for o in outs], took), "submitted": "together",
+                         "seed": None})
+        result["separate_requests_uncached"] = _median(runs)
         if sequential:
             log(f"(b') the same {n} requests one after another")
             t0 = time.monotonic()
-            seq = [engine.llm.chat(messages, vp, use_tqdm=False)[0] for _ in range(n)]
+            seq = [engine.llm.chat(_tagged(messages, repeats), vp, use_tqdm=False)[0]
+                   for _ in range(n)]
             took = time.monotonic() - t0
             result["separate_requests_sequential"] = {
                 **_stats([(o.outputs[0].text, len(o.outputs[0].token_ids)) for o in seq],
@@ -140,9 +167,11 @@ def run_bench(model: str, n: int = 16, prompt_tokens: int = 1600, max_tokens: in
 @click.option("--max-tokens", default=64, show_default=True, help="Tokens per sample.")
 @click.option("--sequential", is_flag=True,
               help="Also time the separate requests one after another.")
+@click.option("--repeats", default=1, show_default=True,
+              help="Time each way this many times (a new prompt each time); report the median.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def sampling(model: str | None, n: int, prompt_tokens: int, max_tokens: int,
-             sequential: bool, as_json: bool) -> None:
+             sequential: bool, repeats: int, as_json: bool) -> None:
     """One request for n samples with prefix caching against n separate uncached requests."""
     from patchswarm.agent.models import TEST_MODEL
 
@@ -150,7 +179,8 @@ def sampling(model: str | None, n: int, prompt_tokens: int, max_tokens: int,
         click.echo(msg, err=True)
 
     result = run_bench(model or TEST_MODEL, n=n, prompt_tokens=prompt_tokens,
-                       max_tokens=max_tokens, sequential=sequential, log=log)
+                       max_tokens=max_tokens, sequential=sequential,
+                       repeats=max(1, repeats), log=log)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

@@ -126,6 +126,46 @@ def _stats(samples: list[float]) -> dict[str, float]:
             "n": len(ordered)}
 
 
+class _Timed:
+    """A sandbox that records how long each thing the verifier asks of it takes."""
+
+    def __init__(self, sandbox: Sandbox, spent: dict[str, float]) -> None:
+        self._sb = sandbox
+        self._spent = spent
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sb, name)
+
+    def _add(self, what: str, t0: float) -> None:
+        self._spent[what] = self._spent.get(what, 0.0) + time.perf_counter() - t0
+
+    def exec(self, command: str, timeout: float, *args: Any, **kw: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return self._sb.exec(command, timeout, *args, **kw)
+        finally:
+            what = ("apply_patch" if "PATCHSWARM-APPLIED" in command
+                    else "tests" if command == TEST_COMMAND
+                    else "restore_tests" if command.startswith("git ")
+                    else "prepare_report" if "junit" in command
+                    else "other")
+            self._add(what, t0)
+
+    def put_file(self, *args: Any, **kw: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return self._sb.put_file(*args, **kw)
+        finally:
+            self._add("put_patch", t0)
+
+    def get_file(self, *args: Any, **kw: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return self._sb.get_file(*args, **kw)
+        finally:
+            self._add("read_report", t0)
+
+
 def _docker_exec(container_id: str, cmd: str) -> tuple[int, bytes]:
     api = client().api
     ex = api.exec_create(container_id, ["sh", "-c", cmd], user="sandbox", workdir="/work")
@@ -177,6 +217,7 @@ def run_bench(n: int = 20, rounds: int = 2, python: str = "3.11",
     times: dict[str, list[float]] = {"fresh": [], "warm": [], "bare_docker_exec": [],
                                      "bare_runner": []}
     outcomes: dict[str, list[bool]] = {"fresh": [], "warm": []}
+    phases: list[dict[str, float]] = []
     limits = Limits()
     blocks = [patches[r::rounds] for r in range(rounds)]
     with SandboxPool(image, size=2, limits=limits) as pool, \
@@ -195,13 +236,18 @@ def run_bench(n: int = 20, rounds: int = 2, python: str = "3.11",
                 outcomes["fresh"].append(fresh_candidate(image, p))
                 times["fresh"].append(time.perf_counter() - t0)
             for p in block:
+                spent: dict[str, float] = {}
                 t0 = time.perf_counter()
                 sb = pool.take()
+                spent["take"] = time.perf_counter() - t0
                 try:
-                    verdict = verifier.verify(spec, {"patch": p}, sb)
+                    verdict = verifier.verify(spec, {"patch": p}, _Timed(sb, spent))
                 finally:
+                    t1 = time.perf_counter()
                     sb.close()
+                    spent["close"] = time.perf_counter() - t1
                 times["warm"].append(time.perf_counter() - t0)
+                phases.append(spent)
                 outcomes["warm"].append(verdict.status == "passed")
             for _ in block:
                 t0 = time.perf_counter()
@@ -240,6 +286,10 @@ def run_bench(n: int = 20, rounds: int = 2, python: str = "3.11",
             "fresh_over_warm_at_least_10x": a_over_b >= 10,
             "warm_within_150ms_of_bare": b_minus_c <= 150,
         },
+        "warm_breakdown_ms": {
+            k: round(statistics.median(ph.get(k, 0.0) for ph in phases) * 1000, 1)
+            for k in ("take", "put_patch", "apply_patch", "restore_tests", "prepare_report",
+                      "tests", "read_report", "other", "close")},
         "pool": pool_stats,
         "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
                     "python": platform.python_version(),

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import redis
+
 from patchswarm.agent.ranking import rank
 from patchswarm.tasks import examples
 from patchswarm.tasks.cache import NoCache
@@ -259,6 +260,22 @@ def running_pytest_container(worker_pid: int, timeout: float = 60.0):
     raise AssertionError("no sandbox of the worker started running pytest")
 
 
+def freeze(container) -> None:  # noqa: ANN001
+    """docker pause; the cgroup freezer sometimes answers "unable to freeze" while processes
+    are starting, and then a second try works."""
+    import docker
+
+    for _ in range(20):
+        try:
+            container.pause()
+            return
+        except docker.errors.APIError as exc:
+            if "unable to freeze" not in str(exc):
+                raise
+            time.sleep(0.1)
+    raise AssertionError("the sandbox could not be frozen")
+
+
 def in_thread(fn):  # noqa: ANN001, ANN201
     box: dict = {}
 
@@ -408,6 +425,7 @@ def test_verdict_cache_is_shared_by_workers_runs_and_paths(broker, shared, examp
 
 def test_a_resumed_run_verifies_only_what_is_missing(broker, shared, example, tmp_path):
     from click.testing import CliRunner
+
     from patchswarm.tasks.cli import main
 
     patches = example.patches(4)
@@ -524,7 +542,7 @@ def test_sampling_tasks_go_to_the_sampling_queue(broker, workers):
 
 def test_kill_9_of_a_verify_worker_mid_task(broker, workers, example, tmp_path):
     queue = queue_name()
-    env = {"PATCHSWARM_VISIBILITY_TIMEOUT": "8"}
+    env = {"PATCHSWARM_VISIBILITY_TIMEOUT": "10"}
     victim = workers.start(broker, queue, "victim", env=env)
     slow = example.patches(1, sleep=3)  # passes, but runs long enough to be killed in
     rest = example.patches(3)
@@ -533,7 +551,7 @@ def test_kill_9_of_a_verify_worker_mid_task(broker, workers, example, tmp_path):
     with Orchestrator(ClusterSettings(broker=broker, verify_queue=queue, cache=False)) as orch:
         join = in_thread(lambda: orch.verify(example.env, example.groups(patches),
                                              RepairSettings(), RunStore(run_dir), Reporter(),
-                                             NoCache()))
+                                             NoCache(), FAST))
         running_pytest_container(victim.pid)
         workers.kill9("victim")
         workers.start(broker, queue, "rescuer", env=env)
@@ -565,7 +583,7 @@ def test_redis_restarted_mid_run(workers, example, tmp_path):
         with Orchestrator(cluster) as orch:
             join = in_thread(lambda: orch.verify(example.env, example.groups(patches),
                                                  RepairSettings(), RunStore(run_dir),
-                                                 Reporter(), NoCache()))
+                                                 Reporter(), NoCache(), FAST))
             deadline = time.monotonic() + 60
             while orch.stats.results < 1 and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -594,9 +612,9 @@ def test_a_hung_task_times_out_and_is_retried(broker, workers, example, tmp_path
     with Orchestrator(cluster) as orch:
         join = in_thread(lambda: orch.verify(example.env, example.groups(slow),
                                              RepairSettings(), RunStore(tmp_path / "run"),
-                                             Reporter(), NoCache()))
+                                             Reporter(), NoCache(), FAST))
         container = running_pytest_container(w.pid)
-        container.pause()  # the sandbox freezes: the task hangs until its time limit
+        freeze(container)  # the sandbox freezes: the task hangs until its time limit
         verdicts = join(90)
         (delivery,) = orch.stats.deliveries
     assert statuses(verdicts) == expected(example, slow)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from patchswarm.agent.judge import GenRM, JudgeError, RewardModel, judge_messages, yes_probability
 from patchswarm.agent.models import TEST_MODEL, resolve_model
 from patchswarm.agent.ranking import Group, rank

@@ -5,6 +5,7 @@ their trees, and what each spends. Answers are grouped with the real math-verify
 from __future__ import annotations
 
 import pytest
+
 from patchswarm.agent import math_search as ms
 from patchswarm.agent.math_prompts import STEP_SEPARATOR, judge_messages, solve_messages
 from patchswarm.agent.sampler import Completion, ReplaySampler, SamplingParams

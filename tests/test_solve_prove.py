@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from patchswarm.agent import math_search as ms
 from patchswarm.agent.models import TEST_MODEL, resolve_model
 from patchswarm.agent.sampler import VLLMSampler
@@ -332,8 +333,9 @@ def test_prove_checks_each_sample_with_coq_and_reports_coverage(tmp_path, statem
     order = sorted(per_statement)
     replay = _replay_file(tmp_path / "r.jsonl", [t for k in order for t in per_statement[k]])
     run = tmp_path / "run"
-    cmd = [sys.executable, "-c", "from patchswarm.tasks.cli import main; main()", "prove", "--dataset", str(folder),
-           "-n", "3", "--replay", str(replay), "--run-dir", str(run), "--json"]
+    cmd = [sys.executable, "-c", "from patchswarm.tasks.cli import main; main()", "prove",
+           "--dataset", str(folder), "-n", "3", "--replay", str(replay), "--run-dir", str(run),
+           "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((run / "report.json").read_text())

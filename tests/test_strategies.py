@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from patchswarm.agent.agent_loop import AgentLoop, SandboxWorkspace, parse_action
 from patchswarm.agent.prompts import repair_messages
 from patchswarm.agent.sampler import ReplaySampler

@@ -161,9 +161,9 @@ def test_editing_or_deleting_the_judged_tests_is_flagged_and_undone(calc_image) 
     assert v.status == "failed"   # the original test ran, and still fails
     assert "changed by the candidate" in v.detail
 
+    n = len(TESTS.splitlines())
     delete = ("diff --git a/tests/test_calc.py b/tests/test_calc.py\ndeleted file mode 100644\n"
-              "--- a/tests/test_calc.py\n+++ /dev/null\n@@ -1,{} +0,0 @@\n".format(
-                  len(TESTS.splitlines()))
+              f"--- a/tests/test_calc.py\n+++ /dev/null\n@@ -1,{n} +0,0 @@\n"
               + "".join(f"-{line}\n" for line in TESTS.splitlines()))
     gone = verify(calc_image, PYTEST, delete)
     assert gone.extra["tests_tampered"] == ["tests/test_calc.py"]

@@ -66,33 +66,33 @@ COQ_PACKAGES = (
 """Debian packages of the Coq image: Coq 8.16 with its standard library, and Coquelicot."""
 
 ALLOWED_AXIOMS = frozenset({
-    # The real numbers of the standard library (Coq >= 8.12 builds R from constructive
-    # Cauchy reals plus these two classical axioms).
+    # The real numbers: Coq >= 8.12 builds R from constructive Cauchy reals and these two.
     "Coq.Reals.ClassicalDedekindReals.sig_forall_dec",
     "Coq.Reals.ClassicalDedekindReals.sig_not_dec",
     # Classical logic.
     "Coq.Logic.Classical_Prop.classic",
-    # Extensionality.
+    # Extensionality (lra and field use functional extensionality through the reals).
     "Coq.Logic.FunctionalExtensionality.functional_extensionality_dep",
     "Coq.Logic.PropExtensionality.propositional_extensionality",
-    # Proof irrelevance and its equivalents.
+    "Coq.Sets.Ensembles.Extensionality_Ensembles",
+    # Proof irrelevance and uniqueness of identity proofs.
     "Coq.Logic.ProofIrrelevance.proof_irrelevance",
     "Coq.Logic.Eqdep.Eq_rect_eq.eq_rect_eq",
-    "Coq.Logic.JMeq.JMeq_eq",
     # Choice and description.
     "Coq.Logic.IndefiniteDescription.constructive_indefinite_description",
     "Coq.Logic.ClassicalEpsilon.constructive_indefinite_description",
     "Coq.Logic.Epsilon.epsilon_statement",
+    "Coq.Logic.Description.constructive_definite_description",
     "Coq.Logic.ClassicalUniqueChoice.dependent_unique_choice",
-    "Coq.Logic.ClassicalChoice.choice",
     "Coq.Logic.RelationalChoice.relational_choice",
-    "Coq.Logic.ClassicalDescription.constructive_definite_description",
 })
-"""Axioms of the standard library a proof may rest on: those of classical analysis as the
-standard library and Coquelicot use it (the two axioms behind the real numbers, excluded
-middle, functional and propositional extensionality, proof irrelevance, choice and
-description). Together they are consistent (they hold in ZFC with a universe); anything else
-a proof rests on is refused, as is any axiom the candidate declares itself."""
+"""The standard library's axioms a proof may rest on, by full path: the two behind the real
+numbers, excluded middle, functional and propositional extensionality, proof irrelevance,
+choice and description -- classical analysis as the standard library and Coquelicot do it
+(Coquelicot declares no axioms of its own). They hold together in set theory, so a proof
+using them is a proof in ordinary mathematics. Any other axiom a proof rests on is refused,
+except those the problem's own file declares (miniF2F's ``amc12a_2016_p3`` posits a floor
+function, for example)."""
 
 FORBIDDEN_WORDS = {
     "Admitted": "Admitted",
@@ -132,6 +132,7 @@ THEOREM_KEYWORDS = ("Theorem", "Lemma", "Fact", "Remark", "Corollary", "Proposit
                     "Example")
 PROOF_ENDERS = ("Qed", "Defined")
 
+STATEMENT_BROKEN = "statement does not compile"
 DEFAULT_TIMEOUT = 60.0
 WORKDIR = "/tmp/patchswarm-coq"
 LOG_TAIL = 20_000
@@ -448,44 +449,59 @@ _ERROR_LOC = re.compile(r'File "[^"]*", line (\d+), characters \d+-\d+:')
 
 
 def first_error(log: str) -> tuple[int | None, str]:
-    """The line number and message of coqc's first error."""
-    m = _ERROR_LOC.search(log)
-    if not m:
-        lines = [ln for ln in log.strip().splitlines() if ln.strip()]
-        return None, " ".join(lines[:3])[:500]
-    after = log[m.end():].strip().splitlines()
-    message = " ".join(ln.strip() for ln in after[:6] if ln.strip())
+    """The line number and message of coqc's first error (warnings carry locations too)."""
+    found = list(_ERROR_LOC.finditer(log))
+    for m in found:
+        if log[m.end():].lstrip().startswith("Error"):
+            break
+    else:
+        if not found:
+            lines = [ln for ln in log.strip().splitlines() if ln.strip()]
+            errors = [ln for ln in lines if ln.startswith("Error")]
+            return None, " ".join((errors or lines)[:3])[:500]
+        m = found[-1]
+    after = log[m.end():]
+    nxt = _ERROR_LOC.search(after)
+    body = after[: nxt.start()] if nxt else after
+    message = " ".join(ln.strip() for ln in body.strip().splitlines()[:8] if ln.strip())
     return int(m.group(1)), message[:500]
+
+
+_NAME_LINE = re.compile(r"^([^\s:]+)(?: : .*)?$")
 
 
 def parse_assumptions(output: str) -> tuple[list[str], list[str]]:
     """``(axioms, other)``: axiom names listed by ``Print Assumptions``, and anything else it
-    reports (section variables, unsafe fixpoints, type-in-type, ...) as whole sections."""
+    reports (section variables, unguarded fixpoints, type-in-type, lines it cannot read).
+
+    Fails closed: whatever is not "Closed under the global context" or a plain axiom name
+    under ``Axioms:`` lands in ``other``.
+    """
     text = output.strip()
-    if not text or text.startswith("Closed under the global context"):
+    if text.startswith("Closed under the global context"):
         return [], []
+    if not text:
+        return [], ["Print Assumptions printed nothing"]
     axioms: list[str] = []
     other: list[str] = []
     section: str | None = None
     for line in text.splitlines():
-        if not line.strip():
-            continue
-        if not line[0].isspace() and line.rstrip().endswith(":") and " : " not in line:
+        if not line.strip() or line[0].isspace():
+            continue  # blank, or the type of the item above
+        if line.rstrip().endswith(":") and " : " not in line:
             section = line.strip()
             if section != "Axioms:":
                 other.append(section)
             continue
-        if line[0].isspace():
-            continue
-        name = line.split(" : ", 1)[0].strip()
-        if section == "Axioms:":
-            axioms.append(name)
+        m = _NAME_LINE.match(line.rstrip())
+        if section == "Axioms:" and m:
+            axioms.append(m.group(1))
         else:
-            other.append(f"{section or '?'} {name}")
+            other.append(line.strip() if section is None else f"{section} {line.strip()}")
     return axioms, other
 
 
-_EXPANDS = re.compile(r"Expands to: Constant (\S+)")
+_EXPANDS = re.compile(r"Expands to:\s+Constant\s+(\S+)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -599,17 +615,29 @@ class CoqVerifier:
         text = candidate.get("proof")
         if text is None:
             text = candidate.get("text")
+        rejected: str | None = None
+        built: Assembled | None = None
         if text is None or not str(text).strip():
-            return verdict(FAILED, "no proof", theorem=prob.name)
+            rejected = "no proof"
+        else:
+            try:
+                built = assemble(prob, str(text), check_words=self.lexical_check)
+            except CandidateRejected as exc:
+                rejected = f"rejected: {exc}"
         nonce = secrets.token_hex(6)
         workdir = f"{WORKDIR}-{nonce}"
         sandbox.exec(f"mkdir -p {workdir}", timeout=30)
         try:
-            ok, why = self._check_statement(prob, sandbox, workdir)
-            if not ok:
-                return verdict(ERROR, "statement does not compile: " + why, why,
-                               theorem=prob.name)
-            return self._check_candidate(prob, str(text), sandbox, workdir, nonce, verdict)
+            if built is None:
+                # Nothing to compile: still, a broken statement is the problem's fault.
+                ok, why = self._check_statement(prob, sandbox, workdir)
+                if not ok:
+                    return verdict(ERROR, f"{STATEMENT_BROKEN}: {why}", why, theorem=prob.name)
+                return verdict(FAILED, str(rejected), theorem=prob.name,
+                               rejected=str(rejected))
+            # The statement check rides along: the compiled file states the problem's
+            # theorem (under a fresh name, with Admitted) before any of the candidate's text.
+            return self._check_candidate(prob, built, sandbox, workdir, nonce, verdict)
         finally:
             sandbox.exec(f"rm -rf {workdir}", timeout=30)
 
@@ -636,16 +664,14 @@ class CoqVerifier:
                 self._statement_ok[key] = (True, "")
             else:
                 line, message = first_error(run.log)
-                where = f"line {line}: " if line else ""
-                self._statement_ok[key] = (False, where + message)
+                lines = prob.admitted().splitlines()
+                at = (f"at {lines[line - 1].strip()[:120]!r}: "
+                      if line and 0 < line <= len(lines) else "")
+                self._statement_ok[key] = (False, at + message)
         return self._statement_ok[key]
 
-    def _check_candidate(self, prob: CoqProblem, text: str, sandbox: Any, workdir: str,
+    def _check_candidate(self, prob: CoqProblem, built: Assembled, sandbox: Any, workdir: str,
                          nonce: str, verdict: Callable[..., Verdict]) -> Verdict:
-        try:
-            built = assemble(prob, text, check_words=self.lexical_check)
-        except CandidateRejected as exc:
-            return verdict(FAILED, f"rejected: {exc}", theorem=prob.name, rejected=str(exc))
         goal = f"patchswarm_goal_{nonce}"
         check = f"patchswarm_check_{nonce}"
         lib = f"Patchswarm{nonce}"
@@ -659,71 +685,88 @@ class CoqVerifier:
         check_line = (f"\nDefinition {check} : ltac:(let t := type of {goal} in exact t) "
                       f":= {prob.name}.\n")
         source = head + body + check_line
-        check_lineno = source.count("\n", 0, len(source) - 1)
+        check_lineno = source.count("\n", 0, len(source) - 1) + 1
         run = self._coqc(sandbox, workdir, {"Candidate.v": source}, "Candidate.v", lib)
         extra = {"theorem": prob.name, "mode": built.mode}
         if run.timed_out:
             return verdict(TIMEOUT, f"coqc ran past {self.timeout:g}s", run.log, **extra)
         if run.oom:
             return verdict(ERROR, "coqc ran out of memory", run.log, **extra)
+        head_lines = head.count("\n")
         if run.exit_code != 0:
             line, message = first_error(run.log)
+            lines = source.splitlines()
+            if line is not None and line <= head_lines:
+                at = lines[line - 1].strip()[:120] if 0 < line <= len(lines) else ""
+                why = f"at {at!r}: {message}".replace(goal, prob.name)
+                self._statement_ok[prob.digest] = (False, why)
+                return verdict(ERROR, f"{STATEMENT_BROKEN}: {why}", run.log, **extra)
             if line is not None and line >= check_lineno:
                 return verdict(FAILED, "the proved theorem is not the problem's statement: "
                                + message, run.log, **extra)
-            offset = head.count("\n")
-            where = f"line {line - offset}: " if line and line > offset else ""
-            return verdict(FAILED, f"proof does not check: {where}{message}", run.log, **extra)
+            where = (f" at {lines[line - 1].strip()[:120]!r}"
+                     if line and 0 < line <= len(lines) else "")
+            return verdict(FAILED, f"proof does not check{where}: {message}", run.log, **extra)
+        self._statement_ok[prob.digest] = (True, "")
         # Print Assumptions from a file that only loads the compiled candidate.
-        printed = self._print_assumptions(sandbox, workdir, lib, prob.name)
+        allowed = [*sorted(ALLOWED_AXIOMS), *(f"{lib}.Candidate.{a}" for a in prob.assumptions)]
+        printed = self._print_assumptions(sandbox, workdir, lib, prob.name, allowed)
         if isinstance(printed, _Run):
             return verdict(ERROR, "Print Assumptions failed: " + first_error(printed.log)[1],
                            printed.log, **extra)
-        axioms, other = printed
-        extra["axioms"] = axioms
+        axioms, other, known = printed
+        extra["axioms"] = [known.get(a, a).replace(f"{lib}.Candidate.", "") for a in axioms]
         if other:
             return verdict(FAILED, "the proof relies on unsafe assumptions: "
                            + "; ".join(other[:10]), run.log, **extra)
-        if axioms:
-            full = self._resolve(sandbox, workdir, lib, axioms)
-            if isinstance(full, _Run):
-                return verdict(ERROR, "could not resolve axiom names: "
-                               + first_error(full.log)[1], full.log, **extra)
-            extra["axioms"] = full
-            allowed = ALLOWED_AXIOMS | {f"{lib}.Candidate.{a}" for a in prob.assumptions}
-            bad = [a for a in full if a not in allowed]
-            if bad:
-                shown = [a.replace(f"{lib}.Candidate.", "") for a in bad]
-                return verdict(FAILED, "the proof relies on axioms outside the standard "
-                               "library's: " + ", ".join(shown), run.log, **extra)
-            extra["axioms"] = [a.replace(f"{lib}.Candidate.", "") for a in full]
+        bad = [a for a in axioms if a not in known]
+        if bad:
+            return verdict(FAILED, "the proof relies on axioms outside the standard "
+                           "library's: " + ", ".join(bad), run.log, **extra)
         return verdict(PASSED, f"{prob.name} proved"
-                       + (f" (axioms: {len(axioms)} allowed)" if axioms else
+                       + (f" (standard axioms: {', '.join(_short(a) for a in extra['axioms'])})"
+                          if axioms else
                           " (closed under the global context)"), run.log, **extra)
 
-    def _print_assumptions(self, sandbox: Any, workdir: str, lib: str,
-                           name: str) -> tuple[list[str], list[str]] | _Run:
-        src = (f"Require {lib}.Candidate.\n"
-               f'Redirect "assumptions" Print Assumptions {lib}.Candidate.{name}.\n')
+    def _print_assumptions(self, sandbox: Any, workdir: str, lib: str, name: str,
+                           allowed: list[str],
+                           ) -> tuple[list[str], list[str], dict[str, str]] | _Run:
+        """``(axioms, other, known)``: the axiom names ``Print Assumptions`` prints, anything
+        else it reports, and printed name -> full path for each allowed axiom that is loaded.
+
+        Both come from one file that loads only the compiled candidate: there ``About`` of an
+        allowed axiom's full path prints the axiom under the very name ``Print Assumptions``
+        uses for it (the shortest that refers to it here), so a printed name matches only the
+        axiom it stands for -- never a candidate's own look-alike.
+        """
+        lines = [f"Require {lib}.Candidate.",
+                 f'Redirect "assumptions" Print Assumptions {lib}.Candidate.{name}.']
+        lines += [f'Redirect "allowed{i}" About {a}.' for i, a in enumerate(allowed)]
+        src = "\n".join(lines) + "\n"
         run = self._coqc(sandbox, workdir, {"Assumptions.v": src}, "Assumptions.v", lib)
         if run.exit_code != 0:
             return run
         out = sandbox.get_file(f"{workdir}/assumptions.out")
         if out is None:
             return _Run(1, "Print Assumptions wrote nothing", False, False, 0.0)
-        return parse_assumptions(out.decode("utf-8", "replace"))
+        axioms, other = parse_assumptions(out.decode("utf-8", "replace"))
+        known: dict[str, str] = {}
+        for i, full in enumerate(allowed):
+            about = sandbox.get_file(f"{workdir}/allowed{i}.out")
+            shown = _about_name(about.decode("utf-8", "replace") if about else "", full)
+            if shown:
+                known[shown] = full
+        return axioms, other, known
 
-    def _resolve(self, sandbox: Any, workdir: str, lib: str,
-                 names: list[str]) -> list[str] | _Run:
-        """Full paths of the names ``Print Assumptions`` printed, read in the same context."""
-        lines = [f"Require {lib}.Candidate."]
-        lines += [f'Redirect "about{i}" About {n}.' for i, n in enumerate(names)]
-        run = self._coqc(sandbox, workdir, {"About.v": "\n".join(lines) + "\n"}, "About.v", lib)
-        if run.exit_code != 0:
-            return run
-        full: list[str] = []
-        for i, n in enumerate(names):
-            out = sandbox.get_file(f"{workdir}/about{i}.out")
-            m = _EXPANDS.search(out.decode("utf-8", "replace")) if out else None
-            full.append(m.group(1) if m else f"?{n}")
-        return full
+
+def _short(name: str) -> str:
+    return name.rsplit(".", 1)[-1]
+
+
+def _about_name(output: str, full: str) -> str | None:
+    """The name ``About <full>`` printed the object under, if it is that constant."""
+    m = _EXPANDS.search(output)
+    if not m or m.group(1) != full:
+        return None
+    first = output.strip().split(None, 1)
+    return first[0] if first else None
