@@ -475,9 +475,9 @@ class _Path:
 def _expand(sampler: Sampler, messages: list[dict[str, str]], path: _Path, k: int,
             params: SamplingParams, step_tokens: int, seed: int | None, extract: Extract,
             spend: Spend, errors: list[str]) -> list[_Path]:
-    """k next steps of ``path``. A step ends at the blank line between steps; a child is done
-    when its step gives a final answer, is empty, ended the model's answer ("eos"), or the
-    solution reached ``params.max_tokens``."""
+    """k next steps of ``path``. A step ends at the blank line between steps (or at
+    ``step_tokens``); a child is done when its step gives a final answer, is empty, ended the
+    model's answer ("eos"), or the solution reached ``params.max_tokens``."""
     room = params.max_tokens - path.tokens
     step_params = replace(params, n=k, seed=seed, max_tokens=max(1, min(step_tokens, room)),
                           stop=[STEP_SEPARATOR])
@@ -496,7 +496,10 @@ def _expand(sampler: Sampler, messages: list[dict[str, str]], path: _Path, k: in
         tokens = path.tokens + c.completion_tokens
         done = (not step.strip() or c.finish_reason == "eos" or extract(step) is not None
                 or tokens >= params.max_tokens)
-        text = path.text + step + ("" if done else STEP_SEPARATOR)
+        # A step cut at the token cap goes on where it stopped; one that ended at the blank
+        # line gets it back (the engine drops the stop string).
+        joint = "" if done or c.finish_reason == "length" else STEP_SEPARATOR
+        text = path.text + step + joint
         children.append(_Path(text, tokens, path.steps + 1, done, c.finish_reason,
                               tree=path.tree))
     return children
@@ -698,18 +701,82 @@ class JudgeScorer:
         return tops
 
 
-def reward_model_scorer(folder: str | Path, device: str | None = None) -> Scorer:
-    """A reward model the user names (a Hugging Face sequence-classification folder, run with
-    transformers): scores the problem as the user turn and the (partial) solution as the
-    assistant turn. Used as the step scorer too, as outcome reward models commonly are."""
+def _reward_text(tokenizer: Any, question: str, solution: str) -> str:
+    turns = reward_model_turns(question, solution)
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(turns, tokenize=False)
+    return f"{turns[0]['content']}\n\n{turns[1]['content']}"
+
+
+class VLLMRewardModel:
+    """A reward model (Hugging Face sequence-classification folder) on vLLM's pooling runner:
+    one logit is read through a sigmoid, several through a softmax (the last label is
+    "good"), as :class:`~.judge.RewardModel` does with transformers."""
+
+    def __init__(self, folder: str | Path, max_model_len: int | None = None,
+                 dtype: str = "auto") -> None:
+        from .judge import JudgeError
+
+        folder = Path(folder).expanduser()
+        _check_reward_folder(folder)
+        from .sampler import _has_cuda, cpu_defaults
+
+        if not _has_cuda():
+            cpu_defaults()
+        try:
+            from vllm import LLM
+        except ImportError as exc:
+            raise JudgeError(f"the vLLM reward backend needs vLLM: {exc}") from exc
+        self.llm = LLM(model=str(folder), runner="pooling", max_model_len=max_model_len,
+                       enforce_eager=True, dtype=dtype, seed=0)
+        self.tokenizer = self.llm.get_tokenizer()
+        self.name = f"reward:{folder.name}"
+
+    def __call__(self, question: str, texts: list[str], partial: bool = False) -> list[float]:
+        if not texts:
+            return []
+        prompts = [_reward_text(self.tokenizer, question, t) for t in texts]
+        outs = self.llm.classify(prompts, use_tqdm=False)
+        return [float(o.outputs.probs[-1]) for o in outs]
+
+    def close(self) -> None:
+        engine = getattr(getattr(self, "llm", None), "llm_engine", None)
+        shutdown = getattr(getattr(engine, "engine_core", None), "shutdown", None)
+        if callable(shutdown):
+            shutdown()
+        self.llm = None
+
+
+def _check_reward_folder(folder: Path) -> None:
+    from .judge import JudgeError
+
+    if not (folder / "config.json").is_file():
+        raise JudgeError(f"{folder} is not a Hugging Face model folder (no config.json): name "
+                         "a folder holding a sequence-classification reward model")
+    import json
+
+    archs = json.loads((folder / "config.json").read_text()).get("architectures") or []
+    if not any(a.endswith(("ForSequenceClassification", "RewardModel")) for a in archs):
+        raise JudgeError(f"{folder} holds {', '.join(archs) or 'an unknown architecture'}, "
+                         "not a sequence-classification reward model: its score head would be "
+                         "untrained")
+
+
+def reward_model_scorer(folder: str | Path, device: str | None = None,
+                        backend: str = "transformers") -> Scorer:
+    """A reward model the user names (a Hugging Face sequence-classification folder), run with
+    transformers or, with ``backend="vllm"``, on vLLM: scores the problem as the user turn and
+    the (partial) solution as the assistant turn. Used as the step scorer too, as outcome
+    reward models commonly are."""
+    if backend == "vllm":
+        return VLLMRewardModel(folder)
+    if backend != "transformers":
+        raise ValueError(f"unknown reward-model backend {backend!r}: transformers or vllm")
     from .judge import RewardModel
 
     class MathRewardModel(RewardModel):
         def _text(self, question: str, solution: str) -> str:
-            turns = reward_model_turns(question, solution)
-            if getattr(self.tokenizer, "chat_template", None):
-                return self.tokenizer.apply_chat_template(turns, tokenize=False)
-            return f"{turns[0]['content']}\n\n{turns[1]['content']}"
+            return _reward_text(self.tokenizer, question, solution)
 
         def __call__(self, question: str, texts: list[str], partial: bool = False
                      ) -> list[float]:

@@ -114,10 +114,13 @@ class _Agent:
 
     def __init__(self, container_id: str, timeout: float = 60.0) -> None:
         api = client().api
-        ex = api.exec_create(container_id, ["python3", "-I", "-S", "-c", AGENT_SOURCE],
-                             stdin=True, stdout=True, stderr=True, user=SANDBOX_USER,
-                             workdir="/")
-        self._io = api.exec_start(ex["Id"], socket=True)
+        try:
+            ex = api.exec_create(container_id, ["python3", "-I", "-S", "-c", AGENT_SOURCE],
+                                 stdin=True, stdout=True, stderr=True, user=SANDBOX_USER,
+                                 workdir="/")
+            self._io = api.exec_start(ex["Id"], socket=True)
+        except DockerException as exc:
+            raise SandboxError(f"could not start the command runner: {exc}") from exc
         self.sock: socket.socket = getattr(self._io, "_sock", self._io)
         self.exec_id = ex["Id"]
         self.raw = bytearray()
@@ -704,7 +707,11 @@ class SandboxPool:
     def _recycle(self, sb: Sandbox) -> None:
         reuse = sb.read_only_root if self.reuse is None else self.reuse
         if reuse and not self._closed:
-            if sb.reset():
+            try:
+                ok = sb.reset()
+            except Exception:  # noqa: BLE001 - a sandbox that cannot be reset is replaced
+                ok = False
+            if ok:
                 with self._lock:
                     self.stats["reset"] += 1
                     closed = self._closed

@@ -44,6 +44,7 @@ from patchswarm.verifiers.verdict import ERROR, Verdict
 from .cache import cache_key
 from .distributed import (
     DEFAULT_BROKER,
+    NOTIFY_PREFIX,
     SAMPLE_QUEUE,
     SAMPLE_TASK,
     VERIFY_QUEUE,
@@ -185,13 +186,12 @@ def _process_setup() -> None:
 
 
 def _setup_locked() -> None:
-    global _STATE_PID, _REDIS
+    global _STATE_PID
     if _STATE_PID == os.getpid():
         return
     from patchswarm.sandbox import container, engine
 
     _STATE_PID = os.getpid()
-    _REDIS = None
     _POOLS.clear()
     _CACHES.clear()
     engine.client.cache_clear()
@@ -232,13 +232,41 @@ def _on_worker_shutdown(**_: Any) -> None:
 
 
 def _redis() -> Any:
+    """This process's own Redis client (never one inherited through a fork)."""
     global _REDIS
-    if _REDIS is None:
+    if _REDIS is None or _REDIS[0] != os.getpid():
         import redis
 
-        _REDIS = redis.Redis.from_url(app.conf.broker_url, socket_timeout=10,
-                                      socket_connect_timeout=5)
-    return _REDIS
+        _REDIS = (os.getpid(), redis.Redis.from_url(app.conf.broker_url, socket_timeout=10,
+                                                    socket_connect_timeout=5))
+    return _REDIS[1]
+
+
+def _notify(args: Any) -> None:
+    """Wake the orchestrator waiting for this task (it blocks on its notify list), so that
+    a result is seen at once rather than at its next poll."""
+    payload = args[0] if isinstance(args, (list, tuple)) and args else None
+    key = payload.get("notify") if isinstance(payload, dict) else None
+    if not isinstance(key, str) or not key.startswith(NOTIFY_PREFIX):
+        return
+    try:
+        pipe = _redis().pipeline(transaction=False)
+        pipe.rpush(key, 1)
+        pipe.expire(key, 3600)
+        pipe.execute()
+    except Exception as exc:  # noqa: BLE001 - the orchestrator polls anyway
+        log.warning("could not notify the orchestrator: %s", exc)
+
+
+@signals.task_success.connect
+def _on_success(sender: Any = None, **_: Any) -> None:
+    # Sent after the result is stored, in the process that ran the task.
+    _notify(getattr(getattr(sender, "request", None), "args", None))
+
+
+@signals.task_failure.connect
+def _on_failure(args: Any = None, **_: Any) -> None:
+    _notify(args)
 
 
 def _count_delivery(task_id: str) -> int:
@@ -364,6 +392,8 @@ def _problem_with(payload: Any) -> str | None:
         return "spec.test_command is missing or not a string"
     if not isinstance(payload["verifier"].get("name"), str):
         return "verifier.name is missing or not a string"
+    if payload.get("notify") is not None and not isinstance(payload["notify"], str):
+        return "field 'notify' is not a string"
     for name in ("limits", "cache", "build"):
         if payload.get(name) is not None and not isinstance(payload[name], dict):
             return f"field {name!r} is not an object"

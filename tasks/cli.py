@@ -287,8 +287,6 @@ def demo(examples: str | None, n: int, model: str | None, endpoint: str | None,
                                           RichReporter(f"[{i}] ")))
             except ProblemError as exc:
                 console.print(f"[red]{i}: {exc}[/]")
-    except _user_errors() as exc:
-        _fail(str(exc))
         if orch is not None:
             done = orch.repair_many(queued, settings, model, endpoint,
                                     lambda pid: RichReporter(f"[{pid}] "))
@@ -297,7 +295,7 @@ def demo(examples: str | None, n: int, model: str | None, endpoint: str | None,
                     console.print(f"[red]{problem.id}: {r}[/]")
                 else:
                     results.append(r)
-    except BrokerError as exc:
+    except (*_user_errors(), BrokerError) as exc:
         _fail(str(exc))
     finally:
         sampler.close()

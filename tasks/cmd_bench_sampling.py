@@ -17,6 +17,7 @@ one seeded request with ``n`` samples works but many seeded requests in one batc
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -86,6 +87,8 @@ def run_bench(model: str, n: int = 16, prompt_tokens: int = 1600, max_tokens: in
               max_model_len: int = 4096, log: Any = print) -> dict[str, Any]:
     """Both ways on fresh engines, ``repeats`` times each (median reported); returns the
     figures (see the module docstring)."""
+    # vLLM logs to stdout by default, which would mix its lines into --json output.
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
     from vllm import SamplingParams as VParams
 
     from patchswarm.agent.models import resolve_model

@@ -73,6 +73,9 @@ def _user_errors() -> tuple[type[Exception], ...]:
 @click.option("--reward-model", type=click.Path(path_type=Path), default=None,
               help="A Hugging Face reward-model folder (sequence classification) to score "
                    "solutions and steps; default: the policy itself as a generative judge.")
+@click.option("--reward-backend", type=click.Choice(["transformers", "vllm"]),
+              default="transformers", show_default=True,
+              help="How the reward model runs.")
 @click.option("--run-dir", type=click.Path(path_type=Path), default=None,
               help="Where the run is written (default patchswarm-runs/solve-<dataset>). Runs of "
                    "several strategies can share a folder; the plot then compares them.")
@@ -99,7 +102,8 @@ def _user_errors() -> tuple[type[Exception], ...]:
               help="Recorded completions (JSONL with `text`) instead of a model.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def solve(dataset: Path | None, strategy: tuple[str, ...], n: int, model: str | None,
-          endpoint: str | None, reward_model: Path | None, run_dir: Path | None,
+          endpoint: str | None, reward_model: Path | None, reward_backend: str,
+          run_dir: Path | None,
           limit: int | None, problem_ids: tuple[str, ...], width: int, max_steps: int,
           step_tokens: int, max_tokens: int, temperature: float, top_p: float, seed: int,
           lam: float, no_ladder: bool, replay: Path | None, as_json: bool) -> None:
@@ -119,7 +123,8 @@ def solve(dataset: Path | None, strategy: tuple[str, ...], n: int, model: str | 
                              max_steps=max_steps, step_tokens=step_tokens,
                              temperature=temperature, top_p=top_p, max_tokens=max_tokens,
                              seed=seed, lam=lam,
-                             reward_model=str(reward_model) if reward_model else None)
+                             reward_model=str(reward_model) if reward_model else None,
+                             reward_backend=reward_backend)
     lazy = LazySampler(model, endpoint)
     factory = _replay(replay) or lazy
     name = "replay" if replay else model

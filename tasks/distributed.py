@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
+
 from patchswarm.agent.sampler import Completion, SamplerError, SamplingParams
 from patchswarm.verifiers.unittests import PytestVerifier
 from patchswarm.verifiers.verdict import ERROR, TIMEOUT, Verdict
@@ -53,6 +54,7 @@ VERIFY_TASK = "patchswarm.verify"
 SAMPLE_TASK = "patchswarm.sample"
 
 EPOCH_PREFIX = "patchswarm:epoch:"
+NOTIFY_PREFIX = "patchswarm:notify:"
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
 
 
@@ -453,9 +455,11 @@ class _Flight:
     def __init__(self, orch: Orchestrator) -> None:
         self.o = orch
         self.jobs: dict[str, _Job] = {}
-        self._idle = 0.002
+        self.notify_key = NOTIFY_PREFIX + uuid.uuid4().hex
+        """Workers push here when one of these tasks has finished (its result stored)."""
 
     def submit(self, job: _Job) -> None:
+        job.payload["notify"] = self.notify_key
         self.o._publish(job)
         self.jobs[job.task_id] = job
 
@@ -472,9 +476,10 @@ class _Flight:
         generation = o.generation
         try:
             pipe = o.redis.pipeline(transaction=False)
+            pipe.delete(self.notify_key)  # what it announced is read just below
             pipe.exists(o.epoch_key)
             pipe.mget([backend.get_key_for_task(t) for t in ids])
-            alive, raws = pipe.execute()
+            _, alive, raws = pipe.execute()
         except REDIS_ERRORS + (redis.RedisError,):
             o._wait_for_redis()
             return []
@@ -499,9 +504,15 @@ class _Flight:
                 pass
         return finished
 
-    def wait(self, progressed: bool) -> None:
-        self._idle = 0.002 if progressed else min(0.05, self._idle * 1.5)
-        time.sleep(self._idle)
+    def wait(self, progressed: bool, timeout: float = 0.5) -> None:
+        """Until a worker announces a finished task, or ``timeout`` (then poll anyway: a
+        notice may be lost with a restarted Redis, a result never)."""
+        if progressed or not self.jobs:
+            return
+        try:
+            self.o.redis.blpop([self.notify_key], timeout=timeout)
+        except REDIS_ERRORS + (redis.RedisError,):
+            time.sleep(0.2)
 
 
 class RemoteSampler:

@@ -284,6 +284,8 @@ class SolveSettings:
     seed: int = 0
     lam: float = 1.0
     reward_model: str | None = None
+    reward_backend: str = "transformers"
+    """How a named reward model runs: transformers or vllm."""
     grade_timeout: float = 5.0
 
     def params(self) -> SamplingParams:
@@ -297,6 +299,8 @@ class SolveSettings:
                                "seed": self.seed}
         if strategy in ms.SCORED:
             out.update(scorer=scorer, lam=self.lam)
+            if self.reward_model:
+                out["reward_backend"] = self.reward_backend
         if strategy in ms.SAMPLE_STRATEGIES:
             out["draw"] = self.n
         else:
@@ -317,6 +321,9 @@ class SolveSettings:
                                f"(n={self.n}, width={self.width})")
         if self.lam < 0:
             raise ProblemError("--lam must not be negative")
+        if self.reward_backend not in ("transformers", "vllm"):
+            raise ProblemError(f"unknown reward-model backend {self.reward_backend!r}: "
+                               "transformers or vllm")
 
 
 def budgets(strategy: str, settings: SolveSettings) -> list[int]:
@@ -445,6 +452,9 @@ def solve(problems: list[MathProblem], sampler_factory: Callable[[], Sampler],
             advance(1)
     reporter.log(f"sampler requests: {sampler.misses} run, {sampler.hits} replayed from the "
                  "run folder")
+    close = getattr(built.get("s"), "close", None)
+    if callable(close):  # a reward model on its own engine
+        close()
     return write_report(run_dir)
 
 
@@ -455,7 +465,7 @@ def _default_scorer(settings: SolveSettings, sampler_factory: Callable[[], Sampl
         if not (folder / "config.json").is_file():
             raise ProblemError(f"--reward-model {folder} is not a Hugging Face model folder "
                                "(no config.json)")
-        return lambda: ms.reward_model_scorer(folder)
+        return lambda: ms.reward_model_scorer(folder, backend=settings.reward_backend)
     return lambda: ms.JudgeScorer(sampler_factory())
 
 
@@ -463,13 +473,16 @@ def _default_scorer(settings: SolveSettings, sampler_factory: Callable[[], Sampl
 
 
 def summarise(run_dir: Path) -> dict[str, Any]:
-    """Per strategy (at its latest settings) and budget: accuracy, coverage, mean cost."""
+    """Per strategy (at its latest settings) and budget, over the problems of the latest run:
+    accuracy, coverage, mean cost."""
     run = SolveRun(run_dir)
     info = run.info()
     wanted = {name: s["sig"] for name, s in info.get("strategies", {}).items()}
+    # The problems of the latest run: every strategy is compared on the same ones.
+    current = set(info.get("problems") or [])
     rows: dict[tuple[str, int, str], dict[str, Any]] = {}
     for r in run.results():
-        if wanted.get(r["strategy"]) == r["sig"]:
+        if wanted.get(r["strategy"]) == r["sig"] and (not current or r["problem"] in current):
             rows[(r["strategy"], r["budget"], r["problem"])] = r  # the latest line wins
     out: dict[str, Any] = {"run_dir": str(run_dir), "dataset": info.get("dataset"),
                            "model": info.get("model"), "strategies": {}}

@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from patchswarm.sandbox.container import OWNER, RUN_LABEL, Limits, SandboxPool
 from patchswarm.sandbox.engine import client
 from patchswarm.tasks import examples

@@ -224,7 +224,8 @@ CHEATS = [
      "Unset Guard Checking.\nFixpoint loop (n : nat) : False := loop n.\n" + ALGEBRA_455
      + "Proof. intros. destruct (loop 0). Qed.", "kernel check off"),
     ("restated-after-abort", "test/mathd_numbertheory_66.v",
-     "Proof. Abort.\nTheorem mathd_numbertheory_66 : True.\nProof. exact I. Qed.", "Abort"),
+     "Theorem mathd_numbertheory_66 : 194 mod 11 = 7.\nProof. Abort.\n"
+     "Theorem mathd_numbertheory_66 : True.\nProof. exact I. Qed.", "Abort"),
     ("does-not-typecheck", "valid/mathd_algebra_455.v", "Proof. reflexivity. Qed.",
      "proof does not check at 'Proof. reflexivity. Qed.'"),
     ("shadowed-definition", "valid/mathd_algebra_10.v",

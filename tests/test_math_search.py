@@ -138,8 +138,10 @@ class TreeSampler:
         out = []
         for i in range(params.n):
             text = options[i % len(options)]
-            out.append(Completion(text, 20, len(text.split()),
-                                  "eos" if "\\boxed" in text else "stop", params.seed, i))
+            reason = "eos" if "\\boxed" in text else "stop"
+            if text.startswith("~"):  # cut at the step's token cap
+                text, reason = text[1:], "length"
+            out.append(Completion(text, 20, len(text.split()), reason, params.seed, i))
         return out
 
     def count_tokens(self, messages) -> int:
@@ -237,6 +239,14 @@ def test_solution_token_cap_finishes_a_path():
     assert [c.text for c in res.candidates] == ["one two three"]
 
 
+def test_a_step_cut_at_its_token_cap_goes_on_where_it_stopped():
+    tree = {"": ["~we add one quarter"], "we add one quarter": [" to another: \\boxed{1/2}"]}
+    res = ms.beam(TreeSampler(tree), MESSAGES, QUESTION, table_scorer({}), n=1, width=1,
+                  max_steps=3, extract=extract_answer, group=group_answers)
+    assert [c.text for c in res.candidates] == ["we add one quarter to another: \\boxed{1/2}"]
+    assert res.candidates[0].steps == 2 and res.answer == "1/2"
+
+
 def test_result_records_round_trip():
     res = ms.majority(recorded(*SPELLINGS), MESSAGES, n=5, extract=extract_answer,
                       group=group_answers)
@@ -258,3 +268,62 @@ def test_boxed_answer_default_extractor():
     assert ms.boxed_answer("\\boxed{\\frac{1}{2}}") == "\\frac{1}{2}"
     assert ms.boxed_answer("no box") is None
     assert ms.exact_groups(["1", " 1", None, "2"]) == [[0, 1], [3]]
+
+
+# --------------------------------------------------------------------------- reward models
+
+
+@pytest.fixture(scope="module")
+def reward_folder(tmp_path_factory):
+    """A real sequence-classification folder (small, seeded) with the test model's tokenizer,
+    laid out as a user's trained reward model would be (head size 64: vLLM's CPU attention
+    needs it)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    from patchswarm.agent.models import TEST_MODEL, resolve_model
+
+    torch.manual_seed(0)
+    tok = AutoTokenizer.from_pretrained(resolve_model(TEST_MODEL, progress=False))
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=128, intermediate_size=256,
+                      num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                      max_position_embeddings=2048, num_labels=1,
+                      pad_token_id=tok.pad_token_id or tok.eos_token_id)
+    folder = tmp_path_factory.mktemp("rm") / "tiny-math-reward"
+    LlamaForSequenceClassification(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+TEXTS = ["1/4 + 1/4 = 2/4 = 1/2. The final answer is $\\boxed{\\frac{1}{2}}$.",
+         "1/4 + 1/4 = 2/8. \\boxed{\\frac{1}{4}}", "We add the quarters."]
+
+
+@pytest.mark.vllm
+def test_a_reward_model_scores_the_same_with_transformers_and_vllm(reward_folder):
+    hf = ms.reward_model_scorer(reward_folder)
+    expected = hf(QUESTION, TEXTS)
+    assert all(0.0 < s < 1.0 for s in expected) and len({round(s, 6) for s in expected}) == 3
+    assert hf(QUESTION, TEXTS[2:], partial=True) == pytest.approx(expected[2:], abs=1e-6)
+    on_vllm = ms.reward_model_scorer(reward_folder, backend="vllm")
+    try:
+        assert on_vllm(QUESTION, TEXTS) == pytest.approx(expected, abs=1e-2)
+        # As the scorer of a strategy: the best-scored answer wins.
+        res = ms.best_of_n(recorded(*TEXTS), MESSAGES, QUESTION, on_vllm, n=3,
+                           extract=extract_answer, group=group_answers)
+        answered = [c for c in res.candidates if c.answer is not None]
+        assert res.answer == max(answered, key=lambda c: c.score).answer
+    finally:
+        on_vllm.close()
+
+
+def test_reward_folders_that_are_not_one_are_refused(tmp_path):
+    from patchswarm.agent.judge import JudgeError
+
+    with pytest.raises(JudgeError, match="no config.json"):
+        ms.reward_model_scorer(tmp_path, backend="vllm")
+    (tmp_path / "config.json").write_text('{"architectures": ["LlamaForCausalLM"]}')
+    with pytest.raises(JudgeError, match="not a sequence-classification"):
+        ms.reward_model_scorer(tmp_path, backend="vllm")
+    with pytest.raises(ValueError, match="unknown reward-model backend"):
+        ms.reward_model_scorer(tmp_path, backend="onnx")

@@ -12,6 +12,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
+
 from patchswarm.sandbox.container import OWNER, RUN_LABEL, Limits, Sandbox, SandboxPool, reap
 from patchswarm.sandbox.engine import SandboxError, client
 from patchswarm.sandbox.imagecache import list_images, prune
