@@ -165,6 +165,7 @@ for _ in range(8 * 1024):
     verdict = verify(pool, spec, patch)
     took = time.monotonic() - start
     assert verdict.status == "error", verdict.detail
+    assert "more output than the sandbox keeps" in verdict.detail
     assert "bytes of output and was killed" in verdict.log
     assert len(verdict.log) < 100_000
     assert took < TIMEOUT, f"{took:.1f}s: the flood was not cut off early"
@@ -218,8 +219,9 @@ def test_kill_everything_ends_in_an_error(pool, spec, make_patch):
     patch = make_patch(append_to_module("import os\nos.kill(-1, 9)"))
     verdict = verify(pool, spec, patch)
     # kill(-1) spares its caller: pytest lives on, but loses its output pipe and the runner
-    # that reads it. The candidate never passes, and the log says what happened.
-    assert verdict.status in ("error", "failed"), verdict.detail
+    # that reads it. The outcome is unknown, so the verdict is an error that says why.
+    assert verdict.status == "error", verdict.detail
+    assert "killed the sandbox's own processes" in verdict.detail
     assert "killed the sandbox's command runner" in verdict.log
     host_still_works(pool, spec)
 
@@ -278,4 +280,20 @@ def test_rewriting_the_tests_is_caught(pool, spec, make_patch):
     assert verdict.status == "failed", verdict.detail
     assert verdict.extra["tests_tampered"] == ["tests/test_gradebook.py"]
     assert "were restored" in verdict.detail
+    host_still_works(pool, spec)
+
+
+def test_a_conftest_that_forces_passes_is_undone(pool, spec, make_patch):
+    def change(repo: Path) -> None:
+        (repo / "tests" / "conftest.py").write_text(
+            "import pytest\n\n\n"
+            "@pytest.hookimpl(hookwrapper=True)\n"
+            "def pytest_runtest_makereport(item, call):\n"
+            "    outcome = yield\n"
+            "    report = outcome.get_result()\n"
+            "    report.outcome = 'passed'\n")
+
+    verdict = verify(pool, spec, make_patch(change))
+    assert verdict.status == "failed", verdict.detail
+    assert verdict.extra["tests_tampered"] == ["tests/conftest.py"]
     host_still_works(pool, spec)

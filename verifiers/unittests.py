@@ -39,7 +39,7 @@ def _tail(text: str, n: int = LOG_TAIL) -> str:
 def protected_files(problem: dict[str, Any]) -> list[str]:
     """The test files a candidate may not change: named ones, else those of the named tests."""
     files = list(problem.get("test_files") or [])
-    if not files:
+    if not files:  # the files of the named tests
         for node in [*problem.get("fail_to_pass", []), *problem.get("pass_to_pass", [])]:
             path = node.split("::", 1)[0]
             if path.endswith(".py") and path not in files:
@@ -47,18 +47,21 @@ def protected_files(problem: dict[str, Any]) -> list[str]:
     return files
 
 
+ALWAYS_PROTECTED = (":(glob)**/conftest.py", ":(glob)**/pytest.ini")
+"""Files that change how every test runs: a candidate that adds or edits one is undone."""
+
+
 def restore_tests(sandbox: Sandbox, files: list[str]) -> list[str]:
-    """Undo any change to ``files`` and return the ones the candidate had touched."""
-    if not files:
-        return []
-    quoted = " ".join(shlex.quote(f) for f in files)
-    res = sandbox.exec(f"git status --porcelain --no-renames -- {quoted}", timeout=30)
+    """Undo any change to ``files`` (and to conftest/pytest settings) and return the paths
+    the candidate had touched."""
+    specs = " ".join(shlex.quote(f) for f in [*files, *ALWAYS_PROTECTED])
+    res = sandbox.exec(f"git status --porcelain --no-renames -uall -- {specs}", timeout=30)
     touched = [line[3:].strip() for line in res.output.splitlines() if len(line) > 3]
-    if touched:
+    for path in touched:
+        q = shlex.quote(path)
         sandbox.exec(
-            f"git checkout HEAD -- {quoted} 2>/dev/null; "
-            f"for f in {quoted}; do git ls-files --error-unmatch \"$f\" >/dev/null 2>&1 "
-            f"|| rm -rf -- \"$f\"; done",
+            f"if git cat-file -e HEAD:{q} 2>/dev/null; then git checkout HEAD -- {q}; "
+            f"else rm -rf -- {q}; fi",
             timeout=30,
         )
     return touched
@@ -156,6 +159,14 @@ class PytestVerifier:
                                "timed_out": res.timed_out, "oom": res.oom, "error": None,
                                "tests": {}, "seconds": res.seconds}
         if res.timed_out or res.oom:
+            return out
+        if getattr(res, "overflow", False):
+            out["error"] = ("the tests wrote more output than the sandbox keeps and were "
+                            "killed")
+            return out
+        if getattr(res, "agent_lost", False):
+            out["error"] = ("the test command killed the sandbox's own processes "
+                            "(e.g. kill -9 -1); its outcome is unknown")
             return out
         if res.exit_code == 127:
             out["error"] = "test command not found: " + problem["test_command"]
