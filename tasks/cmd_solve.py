@@ -47,6 +47,15 @@ def _strategies(values: tuple[str, ...]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _engine_died(exc: Exception, run_dir: Path | None) -> None:
+    """A vLLM engine that died (most often killed for memory) ends the run with a clear
+    message; the run folder keeps everything done so far."""
+    if type(exc).__name__ == "EngineDeadError":
+        _fail(f"the vLLM engine died ({exc}); it is most often killed for lack of memory "
+              "(lower VLLM_CPU_KVCACHE_SPACE or stop other engines). Everything done so far "
+              f"is in {run_dir}: run the same command again to go on.")
+
+
 def _user_errors() -> tuple[type[Exception], ...]:
     from patchswarm.agent.judge import JudgeError
     from patchswarm.agent.math_search import ScorerUnavailable
@@ -136,6 +145,9 @@ def solve(dataset: Path | None, strategy: tuple[str, ...], n: int, model: str | 
                            str(path))
     except _user_errors() as exc:
         _fail(str(exc))
+    except Exception as exc:
+        _engine_died(exc, run_dir)
+        raise
     finally:
         lazy.close()
     if as_json:
@@ -194,6 +206,9 @@ def prove(dataset: Path, n: int, model: str | None, endpoint: str | None,
                            str(dataset))
     except _user_errors() as exc:
         _fail(str(exc))
+    except Exception as exc:
+        _engine_died(exc, run_dir)
+        raise
     finally:
         lazy.close()
     if as_json:

@@ -113,7 +113,7 @@ def _print_verdict(verdict: Any) -> None:
             break
         out.print(f"  {outcome:8} {test}")
         shown += 1
-    for key in ("tests_tampered", "flaky", "rejected", "axioms", "answer", "gold"):
+    for key in ("tests_tampered", "flaky", "axioms", "answer", "gold"):
         if verdict.extra.get(key) not in (None, [], ""):
             out.print(f"  [dim]{key}:[/] {verdict.extra[key]}")
     if verdict.status != "passed" and verdict.log:

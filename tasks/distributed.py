@@ -62,6 +62,10 @@ class BrokerError(Exception):
     """The broker cannot be used; the message names it and says what to do."""
 
 
+class Stopped(Exception):
+    """The orchestrator was closed (Ctrl-C, SIGTERM) while this thread waited for workers."""
+
+
 def redact(url: str) -> str:
     """The URL without its password, for messages."""
     parts = urlsplit(url)
@@ -193,6 +197,7 @@ class Orchestrator:
         self._in_flight = 0
         self._backlog = 0
         self._room = threading.Condition()
+        self._stop = threading.Event()
         self.cache: VerdictCache = (SharedVerdictCache(cluster.broker, cluster.cache_prefix)
                                     if cluster.cache else NoCache())
         self.redis.set(self.epoch_key, "1", ex=7 * 24 * 3600)
@@ -201,6 +206,11 @@ class Orchestrator:
     # ------------------------------------------------------------------ plumbing
 
     def close(self) -> None:
+        """Stop every thread still waiting on this orchestrator, and forget the run marker.
+        Tasks already sent stay queued; a resumed run finds their verdicts in the cache."""
+        self._stop.set()
+        with self._room:
+            self._room.notify_all()
         try:
             self.redis.delete(self.epoch_key)
         except redis.RedisError:
@@ -228,6 +238,8 @@ class Orchestrator:
         deadline = time.monotonic() + self.cluster.outage_timeout
         delay = 0.2
         while True:
+            if self._stop.is_set():
+                raise Stopped("the run was stopped")
             try:
                 self.redis.ping()
                 return
@@ -286,6 +298,8 @@ class Orchestrator:
         """Block while too many sampled candidates are still waiting for verdicts."""
         with self._room:
             while self._backlog >= self.cluster.max_backlog:
+                if self._stop.is_set():
+                    raise Stopped("the run was stopped")
                 self._room.wait(1.0)
 
     def _take_slot(self) -> bool:
@@ -445,8 +459,15 @@ class Orchestrator:
             except (ProblemError, SamplerError) as exc:
                 return exc
 
-        with ThreadPoolExecutor(max(1, self.cluster.problems_in_flight)) as ex:
-            return list(ex.map(one, runs))
+        ex = ThreadPoolExecutor(max(1, self.cluster.problems_in_flight))
+        try:
+            futures = [ex.submit(one, item) for item in runs]
+            return [f.result() for f in futures]
+        except BaseException:
+            self._stop.set()  # Ctrl-C or SIGTERM here: the problem threads stop waiting
+            raise
+        finally:
+            ex.shutdown(wait=True, cancel_futures=True)
 
 
 class _Flight:
@@ -480,7 +501,8 @@ class _Flight:
             pipe.exists(o.epoch_key)
             pipe.mget([backend.get_key_for_task(t) for t in ids])
             _, alive, raws = pipe.execute()
-        except REDIS_ERRORS + (redis.RedisError,):
+        except Exception as exc:
+            self._stop_or(exc)
             o._wait_for_redis()
             return []
         if not alive:
@@ -507,12 +529,23 @@ class _Flight:
     def wait(self, progressed: bool, timeout: float = 0.5) -> None:
         """Until a worker announces a finished task, or ``timeout`` (then poll anyway: a
         notice may be lost with a restarted Redis, a result never)."""
+        if self.o._stop.is_set():
+            raise Stopped("the run was stopped")
         if progressed or not self.jobs:
             return
         try:
             self.o.redis.blpop([self.notify_key], timeout=timeout)
-        except REDIS_ERRORS + (redis.RedisError,):
+        except Exception as exc:
+            self._stop_or(exc)
             time.sleep(0.2)
+
+    def _stop_or(self, exc: Exception) -> None:
+        """Raise Stopped if the orchestrator was closed (its client too); re-raise ``exc``
+        unless it is a lost connection to Redis, which the caller rides out."""
+        if self.o._stop.is_set():
+            raise Stopped("the run was stopped") from None
+        if not isinstance(exc, REDIS_ERRORS + (redis.RedisError,)):
+            raise exc
 
 
 class RemoteSampler:

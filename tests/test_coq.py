@@ -129,6 +129,17 @@ def test_a_whole_file_may_add_imports_and_lemmas_but_not_change_the_statement() 
             assemble(SIMPLE, text)
 
 
+def test_repeating_a_preamble_that_posits_axioms_is_not_a_new_axiom() -> None:
+    source = minif2f("valid/amc12a_2016_p3.v")["source"]
+    problem = parse_problem(source)
+    whole = source.replace("Proof.", "Proof. intros f h. Abort.", 1)
+    with pytest.raises(CandidateRejected, match="Abort"):   # the preamble itself passes
+        assemble(problem, whole)
+    with pytest.raises(CandidateRejected, match="Axiom .line 2.: a new axiom"):
+        assemble(problem, "Require Import Reals.\nAxiom extra : False.\n" + problem.statement
+                 + "\nProof. Qed.")
+
+
 def test_print_assumptions_output_is_read_fail_closed() -> None:
     assert parse_assumptions("Closed under the global context\n") == ([], [])
     axioms, other = parse_assumptions(

@@ -492,6 +492,39 @@ def test_back_pressure_bounds_the_tasks_in_flight(broker, shared, example, tmp_p
     assert waited > 0.5, "sampling did not wait for the verifiers to catch up"
 
 
+def test_closing_the_orchestrator_stops_its_waiting_threads(broker, example, tmp_path):
+    """Ctrl-C or SIGTERM closes the orchestrator: a run waiting for workers (here there are
+    none on the queue) ends at once instead of waiting out its tasks."""
+    from patchswarm.tasks.distributed import Stopped
+
+    orch = Orchestrator(ClusterSettings(broker=broker, verify_queue=queue_name(), cache=False))
+    join = in_thread(lambda: orch.verify(example.env, example.groups(example.patches(1)),
+                                         RepairSettings(), RunStore(tmp_path / "run"),
+                                         Reporter(), NoCache()))
+    time.sleep(1.0)
+    orch.close()
+    with pytest.raises(Stopped):
+        join(10)
+
+
+def test_compose_file_runs_commands_that_exist():
+    import yaml
+    from click.testing import CliRunner
+
+    from patchswarm.tasks.cli import main
+
+    compose = yaml.safe_load((Path(__file__).parents[1] / "docker" / "compose.yml").read_text())
+    services = compose["services"]
+    assert {"redis", "vllm", "sampler", "verifier", "webhook", "flower"} <= set(services)
+    assert "/var/run/docker.sock:/var/run/docker.sock" in services["verifier"]["volumes"]
+    assert services["sampler"]["environment"]["PATCHSWARM_ENDPOINT"].startswith("http://vllm")
+    for name in ("sampler", "verifier", "webhook"):
+        argv = [a.replace("${PATCHSWARM_VERIFY_CONCURRENCY:-2}", "2")
+                for a in services[name]["command"]]
+        result = CliRunner().invoke(main, [*argv, "--help"])
+        assert result.exit_code == 0, f"{name}: {argv}: {result.output}"
+
+
 # ----------------------------------------------------------------------------- many problems
 
 def test_many_problems_in_flight_end_to_end(broker, shared, example, tmp_path):
@@ -565,6 +598,7 @@ def test_kill_9_of_a_verify_worker_mid_task(broker, workers, example, tmp_path):
     assert slow_result["worker"].startswith("rescuer@")
     assert slow_result["delivery"] == 2, "the killed task was not delivered again"
     assert slow_result["attempt"] == 1, "the orchestrator had to resend it: no redelivery"
+    print(f"kill -9: {len(lines)} verdicts, one per candidate; the killed task: {slow_result}")
 
 
 def test_redis_restarted_mid_run(workers, example, tmp_path):
@@ -600,6 +634,9 @@ def test_redis_restarted_mid_run(workers, example, tmp_path):
     assert sorted(d["key"] for d in lines) == sorted(expected(example, slow, rest))
     assert stats.data_losses >= 1, "the orchestrator did not notice that Redis lost its data"
     assert stats.results >= len(patches)
+    print(f"redis restart: {len(lines)} verdicts for {len(patches)} candidates; "
+          f"data losses seen {stats.data_losses}, tasks sent again {stats.resubmitted}, "
+          f"results {stats.results}, duplicates ignored {stats.duplicates_ignored}")
 
 
 def test_a_hung_task_times_out_and_is_retried(broker, workers, example, tmp_path):
@@ -621,3 +658,4 @@ def test_a_hung_task_times_out_and_is_retried(broker, workers, example, tmp_path
     text = workers.read_log("hang")
     assert "Soft time limit (10" in text and "exceeded" in text
     assert "retry" in text.lower()
+    print(f"hang: {delivery}")

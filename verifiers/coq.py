@@ -273,15 +273,17 @@ def statement_key(sentence: Sentence) -> str:
     return normalise(sentence.code[m.start(2):])
 
 
-def forbidden(text: str) -> list[str]:
-    """What the candidate's own ``text`` may not do, as ``word (line N): what it is``."""
+def forbidden(text: str, spans: list[tuple[int, int]] | None = None) -> list[str]:
+    """What ``text`` may not do, as ``word (line N): what it is``; only inside ``spans``
+    (offset ranges of the candidate's own sentences) when given."""
     _, bare = mask(text)
     found: list[str] = []
-    for m in _IDENT.finditer(bare):
-        word = m.group(0)
-        if word in FORBIDDEN_WORDS:
-            line = bare.count("\n", 0, m.start()) + 1
-            found.append(f"{word} (line {line}): {FORBIDDEN_WORDS[word]}")
+    for start, end in spans if spans is not None else [(0, len(text))]:
+        for m in _IDENT.finditer(bare, start, end):
+            word = m.group(0)
+            if word in FORBIDDEN_WORDS:
+                line = bare.count("\n", 0, m.start()) + 1
+                found.append(f"{word} (line {line}): {FORBIDDEN_WORDS[word]}")
     return found
 
 
@@ -372,6 +374,12 @@ def _ender(s: Sentence) -> str | None:
     return word if word in (*PROOF_ENDERS, "Admitted", "Abort", "Save") else None
 
 
+def _refuse_words(text: str, spans: list[tuple[int, int]]) -> None:
+    words = forbidden(text, spans)
+    if words:
+        raise CandidateRejected("the candidate uses what a proof may not: " + "; ".join(words))
+
+
 def assemble(problem: CoqProblem, candidate_text: str, check_words: bool = True) -> Assembled:
     """The candidate as one file over the problem's preamble, or :class:`CandidateRejected`.
 
@@ -397,6 +405,7 @@ def assemble(problem: CoqProblem, candidate_text: str, check_words: bool = True)
         want = [s.normal for s in sentences(problem.preamble)[0]]
         j = 0
         kept: list[str] = []
+        spans: list[tuple[int, int]] = []
         for s in sents:
             if s.end > stmt.start:
                 break
@@ -404,6 +413,8 @@ def assemble(problem: CoqProblem, candidate_text: str, check_words: bool = True)
                 j += 1
             else:
                 kept.append(candidate_text[s.start : s.end])
+                spans.append((s.start, s.end))
+        spans.append((stmt.end, len(candidate_text)))
         helpers = "".join(f"\n{k}" for k in kept) + ("\n" if kept else "")
         expected = sentences(problem.statement)[0][0]
         if statement_key(stmt) != statement_key(expected):
@@ -415,16 +426,16 @@ def assemble(problem: CoqProblem, candidate_text: str, check_words: bool = True)
     else:
         mode = "script"
         statement_text = problem.statement
+        spans = [(0, len(candidate_text))]
+        if check_words:
+            _refuse_words(candidate_text, spans)
         if sents[0].head.split(None, 1)[0].rstrip(".") != "Proof":
             candidate_text = "Proof.\n" + candidate_text
         proof = "\n" + candidate_text
         if not any(_ender(s) for s in sents):
             proof = proof.rstrip() + "\nQed.\n"
-    if check_words:
-        words = forbidden(helpers) + forbidden(proof)
-        if words:
-            raise CandidateRejected("the candidate uses what a proof may not: "
-                                    + "; ".join(words))
+    if check_words and mode == "file":
+        _refuse_words(candidate_text, spans)
     if any(theorem_name(s) == problem.name for s in sentences(helpers)[0]):
         raise CandidateRejected("the candidate states the theorem twice")
     proof_sents = sentences(proof)[0]
@@ -617,13 +628,11 @@ class CoqVerifier:
             text = candidate.get("text")
         rejected: str | None = None
         built: Assembled | None = None
-        if text is None or not str(text).strip():
-            rejected = "no proof"
-        else:
+        if text is not None and str(text).strip():
             try:
                 built = assemble(prob, str(text), check_words=self.lexical_check)
             except CandidateRejected as exc:
-                rejected = f"rejected: {exc}"
+                rejected = str(exc)
         nonce = secrets.token_hex(6)
         workdir = f"{WORKDIR}-{nonce}"
         sandbox.exec(f"mkdir -p {workdir}", timeout=30)
@@ -633,8 +642,10 @@ class CoqVerifier:
                 ok, why = self._check_statement(prob, sandbox, workdir)
                 if not ok:
                     return verdict(ERROR, f"{STATEMENT_BROKEN}: {why}", why, theorem=prob.name)
-                return verdict(FAILED, str(rejected), theorem=prob.name,
-                               rejected=str(rejected))
+                if rejected is None:
+                    return verdict(FAILED, "no proof", theorem=prob.name)
+                return verdict(FAILED, f"rejected: {rejected}", theorem=prob.name,
+                               rejected=rejected)
             # The statement check rides along: the compiled file states the problem's
             # theorem (under a fresh name, with Admitted) before any of the candidate's text.
             return self._check_candidate(prob, built, sandbox, workdir, nonce, verdict)

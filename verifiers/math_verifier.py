@@ -7,7 +7,9 @@ gold first (see :mod:`.math_answer`), and runs in bounded worker processes on th
 check is pure Python and needs no sandbox, so ``sandbox`` may be None.
 
 A candidate with no answer that can be found is a ``failed`` verdict with detail
-``no answer``, never an error: the model produced nothing to check.
+``no answer``, never an error: the model produced nothing to check. An answer math-verify
+cannot parse compares as not equivalent (``failed``). A comparison past ``timeout`` seconds
+is a ``timeout`` verdict: it proves nothing either way.
 """
 
 from __future__ import annotations
