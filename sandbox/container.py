@@ -721,7 +721,10 @@ class SandboxPool:
             else:
                 with self._lock:
                     self.stats["failed_resets"] += 1
-        sb._destroy()
+        try:
+            sb._destroy()
+        except Exception:  # noqa: BLE001 - whatever happens, the pool keeps its size
+            pass
         with self._lock:
             self.stats["replaced"] += 1
         self._add_fresh()
