@@ -26,6 +26,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from .cmd_bench import register
 
@@ -36,7 +37,7 @@ _COLOURS = {"passed": "green", "failed": "red", "error": "yellow", "timeout": "m
 
 
 def _fail(msg: str) -> None:
-    console.print(f"[bold red]error:[/] {msg}")
+    console.print(f"[bold red]error:[/] {escape(msg)}", highlight=False)
     sys.exit(2)
 
 
@@ -104,21 +105,23 @@ def run_verifier(verifier: Any, problem: dict[str, Any], candidate: dict[str, An
 
 def _print_verdict(verdict: Any) -> None:
     colour = _COLOURS.get(verdict.status, "white")
-    out.print(f"[bold {colour}]{verdict.status.upper()}[/] {verdict.detail}  "
-              f"[dim]({verdict.verifier}, {verdict.seconds:.2f}s)[/]")
+    # One line per verdict, never wrapped: scripts grep it.
+    out.print(f"[bold {colour}]{verdict.status.upper()}[/] {escape(verdict.detail)}  "
+              f"[dim]({verdict.verifier}, {verdict.seconds:.2f}s)[/]", soft_wrap=True,
+              highlight=False)
     shown = 0
     for test, outcome in verdict.tests.items():
         if shown >= 30:
             out.print(f"  … {len(verdict.tests) - shown} more tests")
             break
-        out.print(f"  {outcome:8} {test}")
+        out.print(f"  {outcome:8} {escape(test)}", highlight=False)
         shown += 1
     for key in ("tests_tampered", "flaky", "axioms", "answer", "gold"):
         if verdict.extra.get(key) not in (None, [], ""):
-            out.print(f"  [dim]{key}:[/] {verdict.extra[key]}")
+            out.print(f"  [dim]{key}:[/] {escape(str(verdict.extra[key]))}", highlight=False)
     if verdict.status != "passed" and verdict.log:
         tail = verdict.log.strip().splitlines()[-15:]
-        out.print("[dim]" + "\n".join(f"  | {ln}" for ln in tail) + "[/]", markup=True,
+        out.print("[dim]" + escape("\n".join(f"  | {ln}" for ln in tail)) + "[/]",
                   highlight=False)
 
 
