@@ -10,9 +10,14 @@ from __future__ import annotations
 STEP_SEPARATOR = "\n\n"
 
 SYSTEM = (
-    "You solve math problems. Think step by step. Write each step as one short paragraph and "
-    "separate the steps with a blank line. End with the line: "
-    "The final answer is $\\boxed{ANSWER}$, where ANSWER is the final answer alone."
+    "Solve the math problem step by step, clearly and briefly.\n\n"
+    "Write each step as a short paragraph that starts with '## Step N:' and separate the "
+    "steps with a blank line, like this:\n\n"
+    "## Step 1: [what this step does]\n[the working]\n\n"
+    "## Step 2: [what this step does]\n[the working]\n\n"
+    "...\n\n"
+    "Always end with the line: The final answer is $\\boxed{ANSWER}$, where ANSWER is the "
+    "final number or expression alone."
 )
 
 JUDGE_SYSTEM = "You check solutions to math problems. You answer with a single word, Yes or No."

@@ -18,8 +18,8 @@ from rich.table import Table
 
 from .problem import ProblemError
 
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 
 class RichReporter:

@@ -520,11 +520,20 @@ def plot_against_budget(curves: dict[str, list[tuple[float, float]]], out_png: P
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     try:
-        for label, points in curves.items():
+        # Lines that coincide (strategies that pick alike) stay visible: each has its own
+        # marker, dash and width.
+        # (the same strategy keeps its look from plot to plot).
+        styles = [("o", "-"), ("s", "--"), ("^", "-."), ("D", ":"), ("v", "-")]
+        fixed = {name: i for i, name in enumerate(ms.STRATEGIES)}
+        for i, (label, points) in enumerate(curves.items()):
             pts = sorted((x, y) for x, y in points if x > 0)
             if pts:
                 xs, ys = zip(*pts, strict=True)
-                ax.plot(xs, ys, marker="o", label=label)
+                k = fixed.get(label, i)
+                marker, dash = styles[k % len(styles)]
+                ax.plot(xs, ys, marker=marker, linestyle=dash, label=label, alpha=0.85,
+                        color=f"C{k % 10}", linewidth=2.6 - 0.4 * (k % 4),
+                        markersize=8 - k % 4)
         ax.set_xscale("log", base=2)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)

@@ -59,7 +59,9 @@ def test_whole_loop_with_the_real_engine(tmp_path, engine, base_image):
         assert c["model"] == TEST_MODEL and c["seed"] == 0
         assert c["completion_tokens"] > 0 and c["prompt_tokens"] > 100
         assert (c["patch"] is None) == (c["error"] is not None)
-    # Every distinct parsed change got exactly one verdict.
-    verdicts = (tmp_path / "run" / "verdicts.jsonl").read_text().splitlines()
+    # Every distinct parsed change got exactly one verdict (a model this small may give none).
+    verdicts_file = tmp_path / "run" / "verdicts.jsonl"
+    verdicts = verdicts_file.read_text().splitlines() if verdicts_file.exists() else []
     assert len(verdicts) == result.distinct
+    assert result.distinct <= result.parsed <= result.samples
     assert (tmp_path / "run" / "report.md").exists()
