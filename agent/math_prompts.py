@@ -1,13 +1,18 @@
 """Prompts for math problems: the solver's prompt (one per problem, sampled many times or
 extended step by step) and the generative judge's question about a full or partial solution.
 
-Steps are paragraphs: the solver is asked to separate them with a blank line, so step-level
-search can stop generation at :data:`STEP_SEPARATOR` and score each partial solution.
+Steps are headed paragraphs: the solver is asked to separate them with a blank line, so
+step-level search can stop generation at the end of a step (:data:`STEP_STOPS`) and score each
+partial solution.
 """
 
 from __future__ import annotations
 
 STEP_SEPARATOR = "\n\n"
+STEP_STOPS = (STEP_SEPARATOR, "\n## Step")
+"""Where a step ends: at a blank line, or where the next "## Step" heading begins (models that
+put single newlines between headed steps). Partial solutions join steps with
+:data:`STEP_SEPARATOR`, so the model writes the next heading itself."""
 
 SYSTEM = (
     "Solve the math problem step by step, clearly and briefly.\n\n"

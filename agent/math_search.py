@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from .math_prompts import STEP_SEPARATOR, judge_messages, reward_model_turns
+from .math_prompts import STEP_SEPARATOR, STEP_STOPS, judge_messages, reward_model_turns
 from .sampler import Completion, Sampler, SamplerError, SamplingParams
 
 STRATEGIES = ("best_of_n", "majority", "weighted", "beam", "dvts")
@@ -475,12 +475,13 @@ class _Path:
 def _expand(sampler: Sampler, messages: list[dict[str, str]], path: _Path, k: int,
             params: SamplingParams, step_tokens: int, seed: int | None, extract: Extract,
             spend: Spend, errors: list[str]) -> list[_Path]:
-    """k next steps of ``path``. A step ends at the blank line between steps (or at
-    ``step_tokens``); a child is done when its step gives a final answer, is empty, ended the
+    """k next steps of ``path``. A step ends where the next begins (:data:`STEP_STOPS`; the
+    engine drops the stop string and the steps are joined with a blank line) or at
+    ``step_tokens``; a child is done when its step gives a final answer, is empty, ended the
     model's answer ("eos"), or the solution reached ``params.max_tokens``."""
     room = params.max_tokens - path.tokens
     step_params = replace(params, n=k, seed=seed, max_tokens=max(1, min(step_tokens, room)),
-                          stop=[STEP_SEPARATOR])
+                          stop=list(STEP_STOPS))
     try:
         comps = continue_solution(sampler, messages, path.text, step_params)
     except SamplerError as exc:
@@ -496,8 +497,8 @@ def _expand(sampler: Sampler, messages: list[dict[str, str]], path: _Path, k: in
         tokens = path.tokens + c.completion_tokens
         done = (not step.strip() or c.finish_reason == "eos" or extract(step) is not None
                 or tokens >= params.max_tokens)
-        # A step cut at the token cap goes on where it stopped; one that ended at the blank
-        # line gets it back (the engine drops the stop string).
+        # A step cut at the token cap goes on where it stopped; one that ended at a step's end
+        # gets a blank line (the engine drops the stop string).
         joint = "" if done or c.finish_reason == "length" else STEP_SEPARATOR
         text = path.text + step + joint
         children.append(_Path(text, tokens, path.steps + 1, done, c.finish_reason,

@@ -82,6 +82,8 @@ class VLLMSampler:
     def __init__(self, model_dir: str, name: str | None = None, max_model_len: int = 8192,
                  prefix_caching: bool = True, enforce_eager: bool = True,
                  dtype: str = "bfloat16") -> None:
+        # vLLM logs to stdout by default, which would mix into --json output.
+        os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
         if not _has_cuda():
             cpu_defaults()
         try:
@@ -156,11 +158,14 @@ class ReplaySampler:
         self.records = list(records)
         self.model = model
         self._next = 0
+        self.prompts: list[list[dict[str, str]]] = []
+        """The messages of each request, in order (to see what a round was asked)."""
 
     def count_tokens(self, messages: list[dict[str, str]]) -> int:
         return sum(len(m["content"].split()) for m in messages)
 
     def sample(self, messages: list[dict[str, str]], params: SamplingParams) -> list[Completion]:
+        self.prompts.append(messages)
         take = self.records[self._next:self._next + params.n]
         if not take:
             raise SamplerError("the replay file has no more completions")

@@ -52,8 +52,10 @@ class RichReporter:
 class LazySampler:
     """Starts the engine on first use only, and once for many problems."""
 
-    def __init__(self, model: str, endpoint: str | None = None) -> None:
-        self.model_arg = model
+    def __init__(self, model: str | None, endpoint: str | None = None) -> None:
+        # With an endpoint and no model the server's only model is used; without an
+        # endpoint the default model is.
+        self.model_arg = model if (model or endpoint) else _default_model()
         self.endpoint = endpoint
         self._sampler = None
         self.load_seconds: dict[str, float] = {}
@@ -76,7 +78,8 @@ class LazySampler:
             console.print("[dim]          starting the vLLM engine…[/]")
             self._sampler = VLLMSampler(str(path), name=self.model_arg)
             self.load_seconds["engine_start"] = time.monotonic() - t0
-            console.print(f"[dim]          engine ready in {self.load_seconds['engine_start']:.0f}s[/]")
+            took = self.load_seconds["engine_start"]
+            console.print(f"[dim]          engine ready in {took:.0f}s[/]")
         return self._sampler
 
     def close(self) -> None:
@@ -168,12 +171,18 @@ def _orchestrator(broker: str | None):  # noqa: ANN202
 @click.option("--install", default="", help="An install step run once in the image.")
 @click.option("--base-image", default=None, help="A registry image to build on instead.")
 @click.option("--ca-bundle", is_flag=True, help="Pass the host's CA bundle into image builds.")
+@click.option("--strategy", default="best_of_n", show_default=True,
+              type=click.Choice(["best_of_n", "until_verified", "refine"]),
+              help="until_verified: rounds of n until one passes; refine: the same, feeding "
+                   "failing test output back to the model.")
+@click.option("--rounds", default=1, show_default=True,
+              help="Most rounds for until_verified and refine.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def repair(repo: Path, issue: Path, test: str, n: int, model: str | None,
            endpoint: str | None, broker: str | None, base: str | None, files: tuple[str, ...],
            run_dir: Path | None, apply_: bool, allow_dirty: bool, seed: int,
            temperature: float, fmt: str, install: str, base_image: str | None,
-           ca_bundle: bool, as_json: bool) -> None:
+           ca_bundle: bool, strategy: str, rounds: int, as_json: bool) -> None:
     """Repair a local git repository. Its working tree is never touched unless --apply."""
     from .distributed import BrokerError
     from .problem import local_problem
@@ -189,8 +198,9 @@ def repair(repo: Path, issue: Path, test: str, n: int, model: str | None,
         _fail(str(exc))
     run_dir = run_dir or Path("patchswarm-runs") / problem.id
     settings = _settings(n=n, seed=seed, temperature=temperature, fmt=fmt,
-                         base_image=base_image, ca_bundle=ca_bundle)
-    sampler = LazySampler(model or _default_model(), endpoint)
+                         base_image=base_image, ca_bundle=ca_bundle, strategy=strategy,
+                         rounds=rounds)
+    sampler = LazySampler(model, endpoint)
     try:
         if orch is not None:
             result = orch.repair(problem, settings, run_dir, model or _default_model(), endpoint,

@@ -75,7 +75,7 @@ def local_problem(repo: Path, issue_text: str, test_command: str, base: str | No
     rev = base or "HEAD"
     try:
         commit = r.commit(rev).hexsha
-        r.commit(commit).tree  # resolves the object: a missing one raises here
+        _ = r.commit(commit).tree  # resolves the object: a missing one raises here
     except (git.BadName, git.BadObject, ValueError) as exc:
         raise ProblemError(f"commit {rev!r} does not exist in {repo}") from exc
     if not test_command.strip():

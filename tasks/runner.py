@@ -45,6 +45,15 @@ class RepairSettings:
     python: str = "3.11"
     ca_bundle: bool = False
     limits: Limits = field(default_factory=Limits)
+    strategy: str = "best_of_n"
+    """best_of_n: one round of n. until_verified: rounds of n until a candidate passes.
+    refine: like until_verified, and each round sees the failing test output of the best
+    failed change so far."""
+    rounds: int = 1
+    """At most this many rounds (until_verified and refine)."""
+
+
+STRATEGIES = ("best_of_n", "until_verified", "refine")
 
 
 class Reporter:
@@ -229,6 +238,16 @@ def verify(env: Environment, groups: list[Group], settings: RepairSettings, stor
     return done
 
 
+def _failure_feedback(groups: list[Group], verdicts: dict[str, Verdict],
+                      limit: int = 3000) -> str | None:
+    """The test output of the most-voted failed change, for the next round's prompt."""
+    for g in rank(groups):
+        v = verdicts.get(g.key)
+        if v is not None and v.status != "passed" and v.log:
+            return v.detail + "\n" + v.log[-limit:]
+    return None
+
+
 def _verify_one(pool: SandboxPool, verifier: PytestVerifier, spec: dict[str, Any],
                 group: Group) -> Verdict:
     return verify_patch(pool, verifier, spec, group.patch)
@@ -331,16 +350,30 @@ def repair(problem: Problem, sampler_factory: Callable[[], Sampler], settings: R
                                   "settings": {k: v for k, v in settings.__dict__.items()
                                                if k != "limits"}})
     env = prepare(problem, settings, store, reporter)
-    have = [c for c in store.candidates() if c.get("round", 0) == 0]
-    if len(have) < settings.n:
-        t0 = time.monotonic()
-        sampler = sampler_factory()
-        store.event("model_start", time.monotonic() - t0, model=sampler.model)
-        candidates = sample(problem, env, sampler, settings, store, reporter)
-    else:
-        candidates = [Candidate.from_dict(c) for c in have]
-    groups = groups_of(candidates)
-    (verify_fn or verify)(env, groups, settings, store, reporter, cache)
+    if settings.strategy not in STRATEGIES:
+        raise ProblemError(f"unknown strategy {settings.strategy!r}; choose one of "
+                           f"{', '.join(STRATEGIES)}")
+    rounds = 1 if settings.strategy == "best_of_n" else max(1, settings.rounds)
+    candidates: list[Candidate] = []
+    groups: list[Group] = []
+    feedback: str | None = None
+    sampler: Sampler | None = None
+    for round_ in range(rounds):
+        have = [c for c in store.candidates() if c.get("round", 0) == round_]
+        if len(have) < settings.n:
+            if sampler is None:
+                t0 = time.monotonic()
+                sampler = sampler_factory()
+                store.event("model_start", time.monotonic() - t0, model=sampler.model)
+            candidates += sample(problem, env, sampler, settings, store, reporter, round_,
+                                 feedback if settings.strategy == "refine" else None)
+        else:
+            candidates += [Candidate.from_dict(c) for c in have]
+        groups = groups_of(candidates)
+        verdicts = (verify_fn or verify)(env, groups, settings, store, reporter, cache)
+        if any(g.status == "passed" for g in groups):
+            break
+        feedback = _failure_feedback(groups, verdicts)
     result = summarise(problem, store, candidates, groups)
     from .report import write_report
 

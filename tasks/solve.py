@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from patchswarm.agent import math_search as ms
-from patchswarm.agent.math_prompts import solve_messages
+from patchswarm.agent.math_prompts import STEP_STOPS, solve_messages
 from patchswarm.agent.sampler import Completion, Sampler, SamplingParams
 
 from .problem import ProblemError
@@ -305,7 +305,7 @@ class SolveSettings:
             out["draw"] = self.n
         else:
             out.update(width=self.width, max_steps=self.max_steps,
-                       step_tokens=self.step_tokens)
+                       step_tokens=self.step_tokens, step_stops=list(STEP_STOPS))
         return out
 
     def validate(self) -> None:

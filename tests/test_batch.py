@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+
 from patchswarm.tasks import examples
 from patchswarm.tasks.batch import (
     Batch,

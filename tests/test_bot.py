@@ -23,6 +23,7 @@ import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fake_github import FakeGitHub, FakeRepo
+
 from patchswarm.agent.sampler import ReplaySampler
 from patchswarm.tasks import examples
 from patchswarm.tasks.bot import (

@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+
 from patchswarm.tasks.examples import (
     DEMO_EXAMPLES,
     EXAMPLES_DIR,

@@ -4,6 +4,7 @@ sympy bin/test, unittest on Python 3.9 and 3.11)."""
 from __future__ import annotations
 
 import pytest
+
 from patchswarm.verifiers.logparse import (
     ERROR,
     FAILED,

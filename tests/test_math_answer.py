@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
 from patchswarm.verifiers import math_answer
 from patchswarm.verifiers.math_answer import equivalent, extract_answer, group_answers
 

@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
 from patchswarm.agent import models
 from patchswarm.agent.models import (
     DEFAULT_MODEL,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from patchswarm.agent.edits import make_diff, parse_edits
 from patchswarm.agent.normalise import (
     EMPTY_PATCH_KEY,

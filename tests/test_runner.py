@@ -126,3 +126,24 @@ def test_tests_that_already_pass_are_refused(tmp_path, example_repo, base_image)
     with pytest.raises(ProblemError, match="every test passes"):
         repair(problem, lambda: pytest.fail("must stop before sampling"), RepairSettings(n=1),
                tmp_path / "run")
+
+
+@pytest.mark.parametrize("strategy", ["until_verified", "refine"])
+def test_rounds_stop_at_the_first_verified_candidate(tmp_path, example_repo, base_image,
+                                                     strategy):
+    before, after = fixed_source(tmp_path)
+    wrong = before.replace("return sum(scores) // len(scores)", "return 0.0")
+    texts = [whole_file(wrong), whole_file(wrong), whole_file(after), whole_file(wrong),
+             whole_file(after), whole_file(after)]
+    sampler = ReplaySampler([{"text": t} for t in texts])
+    settings = RepairSettings(n=2, strategy=strategy, rounds=3)
+    result = repair(problem_for(example_repo(EXAMPLE)), lambda: sampler, settings,
+                    tmp_path / "run")
+    assert result.solved
+    assert result.samples == 4  # two rounds of two; the third round was never sampled
+    assert len(sampler.prompts) == 2
+    second_prompt = sampler.prompts[1][-1]["content"]
+    if strategy == "refine":
+        assert "<test_output>" in second_prompt and "RESOLVED_NO" in second_prompt
+    else:
+        assert "<test_output>" not in second_prompt

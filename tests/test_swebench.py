@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+
 from patchswarm.tasks import swebench as sb
 from patchswarm.tasks import swebench_specs as specs
 
