@@ -19,7 +19,8 @@ from rich.table import Table
 from .problem import ProblemError
 
 console = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
+# Wide enough for the results table when the output goes to a file or a pipe.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
 
 
 class RichReporter:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from patchswarm.agent import math_search as ms
-from patchswarm.agent.math_prompts import STEP_SEPARATOR, judge_messages, solve_messages
+from patchswarm.agent.math_prompts import STEP_SEPARATOR, STEP_STOPS, judge_messages, solve_messages
 from patchswarm.agent.sampler import Completion, ReplaySampler, SamplingParams
 from patchswarm.verifiers.math_answer import extract_answer, group_answers
 
@@ -178,7 +178,7 @@ def test_beam_search_keeps_the_best_partial_solutions_by_the_step_scorer():
     assert sampler.requests[0][:2] == ("", 4)
     assert prefixes[1:3] == ["good start" + S, "okay start" + S]
     assert not any(p.startswith(("bad", "meh")) for p in prefixes)
-    assert all(r[2] == [STEP_SEPARATOR] for r in sampler.requests)
+    assert all(r[2] == list(STEP_STOPS) for r in sampler.requests)
     assert len({r[3] for r in sampler.requests}) == len(sampler.requests)  # distinct seeds
     # Step 2 finished two solutions; step 3 expanded the two live ones and finished the rest.
     finished = {c.text: c.score for c in res.candidates}
