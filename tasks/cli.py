@@ -118,7 +118,27 @@ def _settings(**kw):  # noqa: ANN202
     return RepairSettings(**{k: v for k, v in kw.items() if v is not None})
 
 
-@click.group()
+class _Commands(click.Group):
+    """Adds the commands of ``COMMAND_MODULES`` on first use, so importing any one command
+    module first (they import this one) never meets a half-made list."""
+
+    _loaded = False
+
+    def _load(self) -> None:
+        if not self._loaded:
+            type(self)._loaded = True
+            _add_commands()
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        self._load()
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="patchswarm")
 def main() -> None:
     """patchswarm: sample many candidate patches, verify each in a sandbox, rank what passed."""
@@ -391,5 +411,3 @@ if __name__ == "__main__":
     from patchswarm.tasks.cli import main as _main
 
     _main()
-else:
-    _add_commands()

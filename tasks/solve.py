@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from patchswarm.agent import math_search as ms
-from patchswarm.agent.math_prompts import STEP_STOPS, solve_messages
+from patchswarm.agent.math_prompts import STEP_STOPS, SYSTEM, solve_messages
 from patchswarm.agent.sampler import Completion, Sampler, SamplingParams
 
 from .problem import ProblemError
@@ -296,7 +296,7 @@ class SolveSettings:
         """What fixes a strategy's results: a result line counts only under these."""
         out: dict[str, Any] = {"model": model, "temperature": self.temperature,
                                "top_p": self.top_p, "max_tokens": self.max_tokens,
-                               "seed": self.seed}
+                               "seed": self.seed, "prompt": _key(SYSTEM)[:12]}
         if strategy in ms.SCORED:
             out.update(scorer=scorer, lam=self.lam)
             if self.reward_model:
@@ -486,7 +486,8 @@ def summarise(run_dir: Path) -> dict[str, Any]:
             rows[(r["strategy"], r["budget"], r["problem"])] = r  # the latest line wins
     out: dict[str, Any] = {"run_dir": str(run_dir), "dataset": info.get("dataset"),
                            "model": info.get("model"), "strategies": {}}
-    for name in wanted:
+    order = {name: i for i, name in enumerate(ms.STRATEGIES)}
+    for name in sorted(wanted, key=lambda s: (order.get(s, len(order)), s)):
         points = []
         for b in sorted({k[1] for k in rows if k[0] == name}):
             mine = [r for k, r in rows.items() if k[0] == name and k[1] == b]
