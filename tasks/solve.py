@@ -36,7 +36,7 @@ from patchswarm.agent.sampler import Completion, Sampler, SamplingParams
 
 from .problem import ProblemError
 from .runner import Reporter
-from .store import RunStore
+from .store import RunStore, read_jsonl
 
 BUNDLED = "math_small.jsonl"
 
@@ -159,19 +159,6 @@ def math_extract() -> ms.Extract:
 
 
 # --------------------------------------------------------------------------- recording
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The lines of a JSONL file; a line cut short by a crash is skipped."""
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
 
 
 _WRITE_LOCK = threading.Lock()

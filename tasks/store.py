@@ -22,6 +22,19 @@ from pathlib import Path
 from typing import Any
 
 
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSONL file; a line cut short by a crash is skipped."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
 class RunStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -43,16 +56,7 @@ class RunStore:
             os.fsync(fh.fileno())
 
     def _read(self, name: str) -> list[dict[str, Any]]:
-        p = self.path / name
-        if not p.exists():
-            return []
-        out = []
-        for line in p.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return out
+        return read_jsonl(self.path / name)
 
     def write_json(self, name: str, data: Any) -> None:
         tmp = self.path / f".{name}.tmp"

@@ -57,7 +57,7 @@ from patchswarm.verifiers.verdict import Verdict
 
 from .problem import Problem, ProblemError, list_files, read_files
 from .runner import Environment, RepairSettings, Reporter, groups_of, sample, verify
-from .store import RunStore
+from .store import RunStore, read_jsonl
 from .swebench_specs import (
     PythonChoice,
     RepoSpec,
@@ -661,18 +661,6 @@ def parse_repro(text: str) -> str | None:
 # =========================================================================== one instance
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut short by a crash
-    return out
-
-
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
     with open(path, "a") as fh:
         fh.write(json.dumps(record, sort_keys=True) + "\n")
@@ -883,7 +871,7 @@ def run_instance(inst: Instance, spec: RepoSpec, settings: SWEBenchSettings, fol
     # Evaluation with test_patch: the pick, or every distinct candidate.
     # An evaluation that failed for the machinery's sake (a timeout, a sandbox that did not
     # start) is tried again when the run is resumed, as the official harness does.
-    evals = {e["key"]: EvalResult.from_dict(e) for e in _read_jsonl(folder / "eval.jsonl")
+    evals = {e["key"]: EvalResult.from_dict(e) for e in read_jsonl(folder / "eval.jsonl")
              if e.get("status") != "error"}
     todo = [g for g in groups if settings.eval_all or g is chosen]
     for g in todo:
