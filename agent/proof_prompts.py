@@ -25,6 +25,7 @@ _FENCE = re.compile(r"```[ \t]*([A-Za-z]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _END = re.compile(r"(?<![\w'])(Qed|Defined|Admitted|Abort)\s*\.(?=\s|\Z)")
 _TERMINATOR = re.compile(r"\.(?=\s|\Z)")
 _COMMENT = re.compile(r"\(\*.*?\*\)", re.DOTALL)
+_PROOF = re.compile(r"(?<![\w'.])Proof\s*\.(?=\s|\Z)")
 
 
 class ProofFormatError(ValueError):
@@ -72,7 +73,10 @@ def proof_messages(source: str, name: str | None = None) -> list[dict[str, str]]
         f"```coq\n{st.shown.rstrip()}\n```\n\n"
         "Reply with one ```coq code block holding the theorem exactly as stated, followed by "
         "its proof from `Proof.` to `Qed.`. You may put helper lemmas (with their proofs) "
-        "before the theorem. Do not use `admit`, `Admitted` or new axioms."
+        "before the theorem. Do not use `admit`, `Admitted` or new axioms. Keep the proof "
+        "short: the standard tactics (reflexivity, simpl, compute, lia, nia, lra, nra, ring, "
+        "field, auto) settle many goals; put `Require Import Lia.` or `Require Import "
+        "Psatz.` before the theorem when you use lia, nia, lra or nra."
     )
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
@@ -101,7 +105,11 @@ def proof_file(source: str, reply: str, name: str | None = None) -> str:
     if restated:
         m = restated[0]
         helpers = _without_preamble(block[:m.start()], st.preamble)
-        proof = block[_sentence_end(block, m.end()):]
+        # The proof starts at the restated theorem's "Proof." (a garbled restatement may hold
+        # periods of its own), else right after the statement's sentence.
+        masked = _COMMENT.sub(lambda x: " " * len(x.group(0)), block)
+        opening = _PROOF.search(masked, m.end())
+        proof = block[opening.start():] if opening else block[_sentence_end(block, m.end()):]
     else:
         proof = block
     proof = proof.strip()

@@ -95,13 +95,15 @@ def proof_key(text: str) -> str:
     return hashlib.sha256(" ".join(text.split()).encode()).hexdigest()[:32]
 
 
-def sample_proofs(statement: CoqStatement, sampler: Sampler, settings: ProveSettings,
-                  store: RunStore) -> list[dict[str, Any]]:
-    """The candidates of one statement, sampling only those still missing from the store."""
+def sample_proofs(statement: CoqStatement, sampler_factory: Callable[[], Sampler],
+                  settings: ProveSettings, store: RunStore) -> list[dict[str, Any]]:
+    """The candidates of one statement, sampling only those still missing from the store
+    (the sampler is made only then)."""
     have = sorted(store.candidates(), key=lambda c: c["index"])
     missing = settings.n - len(have)
     if missing <= 0:
         return have[:settings.n]
+    sampler = sampler_factory()
     params = SamplingParams(n=missing, temperature=settings.temperature, top_p=settings.top_p,
                             max_tokens=settings.max_tokens, seed=settings.seed + len(have))
     comps = sampler.sample(proof_messages(statement.source, statement.name), params)
@@ -188,7 +190,7 @@ def prove(statements: list[CoqStatement], sampler_factory: Callable[[], Sampler]
                                           "model": model})
             t0 = time.monotonic()
             try:
-                cands = sample_proofs(st, sampler_factory(), settings, store)
+                cands = sample_proofs(st, sampler_factory, settings, store)
             except SamplerError as exc:
                 errors[st.id] = f"sampling: {exc}"
                 reporter.log(f"{st.id}: {exc}")

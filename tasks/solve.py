@@ -167,8 +167,12 @@ _WRITE_LOCK = threading.Lock()
 def append_jsonl(path: Path, *rows: dict[str, Any]) -> None:
     """Append lines and flush them to disk (a crash loses at most the line being written)."""
     text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
-    with _WRITE_LOCK, open(path, "a") as fh:
-        fh.write(text)
+    with _WRITE_LOCK, open(path, "a+b") as fh:
+        if fh.tell() > 0:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":  # a line cut short by a crash must not swallow this one
+                text = "\n" + text
+        fh.write(text.encode())
         fh.flush()
         os.fsync(fh.fileno())
 

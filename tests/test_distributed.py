@@ -461,7 +461,9 @@ def test_a_resumed_run_verifies_only_what_is_missing(broker, shared, example, tm
 
 def test_back_pressure_bounds_the_tasks_in_flight(broker, shared, example, tmp_path):
     r = redis.Redis.from_url(broker)
-    patches = example.patches(6)
+    # Each candidate's tests take at least a second, so 4 of the 6 cannot be judged before
+    # the backlog check below, however fast the machine is.
+    patches = example.patches(6, sleep=1.0)
     cluster = ClusterSettings(broker=broker, verify_queue=shared.queue, cache=False,
                               max_in_flight=2, max_backlog=3)
     with Orchestrator(cluster) as orch:
@@ -479,7 +481,9 @@ def test_back_pressure_bounds_the_tasks_in_flight(broker, shared, example, tmp_p
                                              RepairSettings(), RunStore(tmp_path / "run"),
                                              Reporter(), NoCache(), FAST))
         # Sampling more waits while the sampled candidates outnumber max_backlog.
-        time.sleep(0.5)
+        deadline = time.monotonic() + 30
+        while orch._backlog == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
         t0 = time.monotonic()
         orch.wait_for_room()
         waited = time.monotonic() - t0

@@ -390,6 +390,9 @@ def test_proof_files_keep_the_statement_verbatim():
     assert out == ("Require Import Reals.\nOpen Scope R_scope.\nRequire Import Psatz.\n"
                    "Lemma helper : 0 <= 0.\nProof. lra. Qed.\n"
                    "Theorem t (a : R) :\n  a * (2 - a) <= 1.\nProof.\n  nra.\nQed.\n")
+    # A garbled restatement (periods of its own) still gives the proof from its "Proof.".
+    garbled = "```coq\nLemma t Lemma.\n  a * (2 - a) <= 1.\nProof.\n  nra.\nQed.\n```"
+    assert proof_file(src, garbled).endswith("a * (2 - a) <= 1.\nProof.\n  nra.\nQed.\n")
     # A bare tactic script gets Proof. and Qed. around it.
     assert proof_file(src, "nra.").endswith("a * (2 - a) <= 1.\nProof.\nnra.\nQed.\n")
     user = proof_messages(src)[-1]["content"]

@@ -92,15 +92,10 @@ def replay(*texts: str) -> ReplaySampler:
 
 
 class Recording(ReplaySampler):
-    """Replays completions and keeps the prompts it was given."""
+    """Replays completions (a ReplaySampler keeps the prompts it was given in ``.prompts``)."""
 
     def __init__(self, *texts: str) -> None:
         super().__init__([{"text": t, "completion_tokens": 7} for t in texts])
-        self.prompts: list[list[dict[str, str]]] = []
-
-    def sample(self, messages, params):  # noqa: ANN001, ANN201
-        self.prompts.append(messages)
-        return super().sample(messages, params)
 
 
 def test_best_of_n_verifies_each_distinct_change_once_and_ranks(example, verify):
