@@ -17,6 +17,18 @@ The host passes this file's source to ``python3 -I -S -c``: it must run on every
 base images carry (3.9 and later) with the standard library alone, and import everything it
 needs before it runs the first command.
 
+Test runs (``python -m pytest …``, ``pytest …``) skip the interpreter's start and pytest's
+imports, about two thirds of a small suite's time: a fork server (the "zygote", a child of
+this runner started from ``/`` under the test's own interpreter) imports pytest once and forks
+a fresh process for every run, which then behaves as ``python -m pytest`` would (``sys.argv``,
+``sys.path[0]``, the command's environment and working folder, its own session). It is used
+only where that cannot change a result: every module it holds comes from a read-only
+filesystem, nothing the run can see shadows one of them, the command is a plain pytest call
+with no shell syntax, and ``PYTHONPATH`` and the other interpreter variables are those it was
+started with; anything else runs as an ordinary command. It marks itself not dumpable too, and
+it is restarted when a command killed or stopped it. The host turns it off with ``fork:
+false`` in a request.
+
 Wire format, both ways: frames of one kind byte, a 4-byte big-endian length, the payload.
 Host to agent: ``J`` (a JSON request), then ``D`` (data) when the request says ``data``.
 Agent to host: ``O`` (output, streamed), ``T`` (the kept tail of a long output),
@@ -28,7 +40,9 @@ from __future__ import annotations
 import json
 import os
 import select
+import shlex
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -78,11 +92,11 @@ def oom_count() -> int:
     return -1
 
 
-def others() -> list[int]:
-    """Live processes of this user other than this one."""
+def others(spare: int | None = None) -> list[int]:
+    """Live processes of this user other than this one (and ``spare``)."""
     me, uid, found = os.getpid(), os.getuid(), []
     for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == me:
+        if not name.isdigit() or int(name) in (me, spare):
             continue
         try:
             if os.stat("/proc/" + name).st_uid != uid:
@@ -112,18 +126,392 @@ def kill_all() -> bool:
     """SIGKILL every process this user owns except this one, until none is left.
 
     ``kill(-1)`` reaches every process the caller may signal (its own user's) but itself and
-    PID 1; repeating it catches what a fork bomb forked during the previous pass.
+    PID 1; repeating it catches what a fork bomb forked during the previous pass. A live fork
+    server is spared (its processes are killed one by one) unless a few passes of that leave
+    some alive; then ``kill(-1)`` takes it too, and it is started again when next needed.
     """
-    for _ in range(500):
-        try:
-            os.kill(-1, signal.SIGKILL)
-        except OSError:
-            pass
+    spare = zygote_pid()
+    for i in range(500):
+        if spare is not None and i < 8:
+            for pid in others(spare):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        else:
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except OSError:
+                pass
+            if spare is not None:
+                _drop_zygote()
+                spare = None
         reap()
-        if not others():
+        if not others(spare):
             return True
         time.sleep(0.002)
     return False
+
+
+
+# ------------------------------------------------------------------ the pytest fork server
+
+ZYGOTE = r"""
+import json, os, socket, sys
+sock = socket.socket(fileno=int(sys.argv[1]))
+del sys.argv[1:]
+
+
+def say(obj):
+    sock.send(json.dumps(obj).encode())
+
+
+def dumpable(flag):
+    try:
+        import ctypes
+        return ctypes.CDLL(None, use_errno=True).prctl(4, flag, 0, 0, 0) == 0
+    except Exception:
+        return False
+
+
+before = set(sys.modules)
+try:
+    import importlib, runpy, shlex
+    import pytest
+    import _pytest.config
+    for name in _pytest.config.default_plugins:
+        try:
+            importlib.import_module("_pytest." + name)
+        except Exception:
+            pass
+except BaseException as exc:
+    say({"ok": False, "why": "cannot import pytest: %r" % (exc,)})
+    raise SystemExit(0)
+guarded = dumpable(0)
+rdonly = {}
+
+
+def readonly(path):
+    if path not in rdonly:
+        try:
+            rdonly[path] = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+        except OSError:
+            rdonly[path] = False
+    return rdonly[path]
+
+
+entries = list(sys.path[1:])
+origin = {}
+bad = None
+for mname, mod in list(sys.modules.items()):
+    f = getattr(mod, "__file__", None)
+    if not f:
+        continue
+    if not readonly(os.path.dirname(os.path.abspath(f))):
+        bad = "%s is loaded from %s, which is writable" % (mname, f)
+        break
+    top = mname.partition(".")[0]
+    if mname in before or top in origin or top == "__main__":
+        continue
+    f = os.path.abspath(f)
+    where = [i for i, e in enumerate(entries) if e and f.startswith(os.path.abspath(e) + os.sep)]
+    origin[top] = where[0] if where else len(entries)
+if bad or not guarded:
+    say({"ok": False, "why": bad or "cannot mark itself not dumpable"})
+    raise SystemExit(0)
+say({"ok": True, "pid": os.getpid(), "modules": len(sys.modules)})
+
+
+def shadowed(path0):
+    # Whether some module held here would be imported from elsewhere in a fresh interpreter:
+    # one of its names in the run's sys.path[0] or in a writable entry before its own.
+    checks = [(path0, -1)] + [(e, i) for i, e in enumerate(entries) if e and not readonly(e)]
+    for entry, at in checks:
+        try:
+            names = os.listdir(entry)
+        except OSError:
+            continue
+        have = set()
+        for n in names:
+            stem = n.partition(".")[0]
+            if n.endswith((".py", ".pyc", ".so", ".pyd")) or "." not in n:
+                have.add(stem)
+        for top, idx in origin.items():
+            if idx > at and top in have:
+                full = os.path.join(entry, top)
+                if not os.path.isdir(full) or os.path.exists(os.path.join(full, "__init__.py")):
+                    return full
+    return None
+
+
+def serve():
+    while True:
+        try:
+            msg, fds, _flags, _addr = socket.recv_fds(sock, 1 << 16, 4)
+        except InterruptedError:
+            continue
+        if not msg:
+            os._exit(0)
+        req = json.loads(msg)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            return req, fds[0]
+        for fd in fds:
+            os.close(fd)
+        say({"pid": pid})
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                code = os.waitstatus_to_exitcode(status)
+                break
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                code = None
+                break
+        say({"status": code})
+
+
+req, out = serve()
+sock.close()
+os.setsid()
+null = os.open(os.devnull, os.O_RDONLY)
+os.dup2(null, 0)
+os.close(null)
+os.dup2(out, 1)
+os.dup2(out, 2)
+os.close(out)
+dumpable(1)
+os.chdir(req["cwd"])
+os.environ.clear()
+os.environ.update(req["env"])
+path0 = req["path0"] or os.getcwd()
+if shadowed(path0):
+    os.execve("/bin/sh", ["sh", "-c", req["cmd"]], req["env"])
+sys.path[0] = path0
+sys.dont_write_bytecode = bool(req["env"].get("PYTHONDONTWRITEBYTECODE"))
+importlib.invalidate_caches()
+if req["kind"] == "module":
+    sys.argv = ["-m"] + req["args"]
+    runpy.run_module("pytest", run_name="__main__", alter_sys=True)
+else:
+    sys.argv = list(req["args"])
+    runpy.run_path(req["args"][0], run_name="__main__")
+"""
+
+# What CPython reads from the environment when it starts (or that decides how it starts): a
+# fork server serves only commands whose values of these match its own.
+STARTUP_ENV = ("PYTHON", "LC_", "LANG")
+SHELL_SYNTAX = set(";&|<>$`(){}*?[]~!#\\\n")
+
+
+class Zygote:
+    """The runner's end of one fork server (see the module docstring)."""
+
+    def __init__(self, exe: str, env: dict, key: tuple, timeout: float) -> None:
+        self.key = key
+        self.ok = False
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.proc = subprocess.Popen(
+                [exe, "-s", "-c", ZYGOTE, str(theirs.fileno())],
+                cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, pass_fds=(theirs.fileno(),),
+                start_new_session=True)
+        except OSError:
+            self.proc = None
+            return
+        finally:
+            theirs.close()
+        hello = self.read(timeout)
+        self.ok = bool(hello and hello.get("ok"))
+
+    def read(self, timeout: float | None) -> dict | None:
+        """The next message, or None when none came in time or the server is gone."""
+        if self.sock.fileno() < 0:
+            return None
+        ready, _, _ = select.select([self.sock], [], [], timeout)
+        if not ready:
+            return None
+        try:
+            data = self.sock.recv(1 << 16)
+        except OSError:
+            return None
+        return json.loads(data) if data else None
+
+    def healthy(self) -> bool:
+        """Alive and not stopped: a command may have signalled it."""
+        if not self.ok or self.proc is None or self.proc.poll() is not None:
+            return False
+        try:
+            with open(f"/proc/{self.proc.pid}/stat", "rb") as fh:
+                stat = fh.read()
+            return stat[stat.rindex(b")") + 2:][:1] not in (b"T", b"t", b"Z", b"X")
+        except (OSError, ValueError):
+            return False
+
+    def close(self) -> None:
+        self.ok = False
+        if self.proc is not None:
+            try:
+                os.kill(self.proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            try:
+                self.proc.wait(5)
+            except (subprocess.TimeoutExpired, ChildProcessError):
+                pass
+        self.sock.close()
+
+
+class Forked:
+    """A test run forked by the fork server, with the interface ``run`` uses of a Popen."""
+
+    def __init__(self, zygote: Zygote, pid: int, read_fd: int) -> None:
+        self.zygote = zygote
+        self.pid = pid
+        self.stdout = os.fdopen(read_fd, "rb", buffering=0)
+        self.returncode: int | None = None
+        self.lost = False
+
+    def _take(self, timeout: float) -> int | None:
+        """The run's exit status once the fork server reports it; a server that died or was
+        stopped (by the run itself) cannot, and then the status is unknown (1, ``lost``)."""
+        end = time.monotonic() + timeout
+        while self.returncode is None:
+            msg = self.zygote.read(min(0.1, max(0.0, end - time.monotonic())))
+            if msg is not None and "status" in msg:
+                code = msg["status"]
+                self.returncode = 1 if code is None else code
+            elif not self.zygote.healthy():
+                self.lost = True
+                _drop_zygote()
+                self.returncode = 1
+            elif time.monotonic() >= end:
+                break
+        return self.returncode
+
+    def poll(self) -> int | None:
+        return self._take(0)
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = self._take(30.0 if timeout is None else timeout)
+        if code is None:
+            if timeout is not None:
+                raise subprocess.TimeoutExpired("pytest", timeout)
+            self.lost = True
+            _drop_zygote()
+            self.returncode = code = 1
+        return code
+
+
+_ZYGOTE: list = []  # the live fork server, if any
+_NO_ZYGOTE: set = set()  # keys whose fork server could not start
+
+
+def _drop_zygote() -> None:
+    while _ZYGOTE:
+        _ZYGOTE.pop().close()
+
+
+def zygote_pid() -> int | None:
+    return _ZYGOTE[0].proc.pid if _ZYGOTE and _ZYGOTE[0].ok else None
+
+
+def which(name: str, path: str) -> str | None:
+    if "/" in name:
+        return name if os.access(name, os.X_OK) else None
+    for d in path.split(":"):
+        full = os.path.join(d or ".", name)
+        if os.path.isfile(full) and os.access(full, os.X_OK):
+            return full
+    return None
+
+
+def pytest_call(cmd: str, env: dict) -> tuple[str, list, str, str] | None:
+    """(interpreter, arguments, sys.path[0], run kind) of a plain pytest command, else None.
+
+    ``python -m pytest ARGS`` (sys.path[0] is the working folder) and ``pytest ARGS`` (the
+    console script; sys.path[0] is its folder, and it runs as the script would)."""
+    if SHELL_SYNTAX & set(cmd):
+        return None
+    try:
+        argv = shlex.split(cmd)
+    except ValueError:
+        return None
+    if not argv or "=" in argv[0]:
+        return None
+    path = env.get("PATH", os.defpath)
+    head = os.path.basename(argv[0])
+    if head.startswith("python") and argv[1:3] == ["-m", "pytest"]:
+        exe = which(argv[0], path)
+        return (exe, argv[3:], "", "module") if exe else None
+    if head in ("pytest", "py.test"):
+        script = which(argv[0], path)
+        if script is None:
+            return None
+        try:
+            with open(script, "rb") as fh:
+                text = fh.read(4096)
+        except OSError:
+            return None
+        first = text.split(b"\n", 1)[0]
+        if not first.startswith(b"#!") or b"console_main" not in text:
+            return None
+        interp = first[2:].strip().split()
+        if len(interp) != 1:
+            return None
+        real = os.path.realpath(script)
+        return interp[0].decode(), [script] + argv[1:], os.path.dirname(real), "script"
+    return None
+
+
+def fork_run(req: dict, env: dict) -> Forked | None:
+    """Start ``req``'s command through the fork server when it is a plain pytest call that
+    the server can run exactly as a fresh interpreter would; None otherwise."""
+    if req.get("fork") is False or not hasattr(socket, "send_fds"):
+        return None
+    call = pytest_call(req["cmd"], env)
+    if call is None:
+        return None
+    exe, args, path0, kind = call
+    startup = tuple(sorted((k, v) for k, v in env.items() if k.startswith(STARTUP_ENV)
+                           and k != "PYTHONDONTWRITEBYTECODE"))
+    key = (os.path.realpath(exe), kind, startup)
+    if key in _NO_ZYGOTE:
+        return None
+    if _ZYGOTE and (_ZYGOTE[0].key != key or not _ZYGOTE[0].healthy()):
+        _drop_zygote()
+    if not _ZYGOTE:
+        z = Zygote(exe, {k: v for k, v in env.items() if k != "PYTEST_ADDOPTS"}, key,
+                   min(20.0, float(req["timeout"])))
+        if not z.ok:
+            z.close()
+            _NO_ZYGOTE.add(key)
+            return None
+        _ZYGOTE.append(z)
+    z = _ZYGOTE[0]
+    r, w = os.pipe()
+    cwd = req.get("cwd") or "/"
+    msg = {"cmd": req["cmd"], "cwd": cwd, "env": env, "args": args,
+           "path0": path0, "kind": kind}
+    try:
+        socket.send_fds(z.sock, [json.dumps(msg).encode()], [w])
+    except OSError:
+        os.close(r)
+        os.close(w)
+        _drop_zygote()
+        return None
+    os.close(w)
+    reply = z.read(10.0)
+    if not reply or "pid" not in reply:
+        os.close(r)
+        _drop_zygote()
+        kill_all()
+        return None
+    return Forked(z, reply["pid"], r)
 
 
 def run(req: dict) -> None:
@@ -138,7 +526,7 @@ def run(req: dict) -> None:
     start = time.monotonic()
     deadline = start + timeout
     try:
-        proc = subprocess.Popen(
+        proc = fork_run(req, env) or subprocess.Popen(
             ["sh", "-c", req["cmd"]], cwd=req.get("cwd") or "/", env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             start_new_session=True, close_fds=True,
@@ -210,6 +598,11 @@ def run(req: dict) -> None:
     elif code is not None and code < 0:
         code = 128 - code
     proc.stdout.close()
+    if getattr(proc, "lost", False):
+        note = (b"\n[patchswarm: the test process's fork server was killed or stopped; its "
+                b"exit status is unknown]\n")
+        send(b"O", note)
+        total += len(note)
     if total > head_cap and tail:
         send(b"T", bytes(tail[-tail_cap:]))
     oom1 = oom_count()

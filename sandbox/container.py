@@ -76,6 +76,11 @@ class Limits:
     output only costs time. 0 keeps draining whatever comes."""
     fast_exec: bool = True
     """Run commands through the in-sandbox runner; False uses one ``docker exec`` each."""
+    fork_tests: bool = field(
+        default_factory=lambda: os.environ.get("PATCHSWARM_FORK_TESTS", "1") != "0")
+    """Let the runner start plain pytest commands from its fork server (pytest imported
+    once per sandbox, not once per run; see ``agent.py`` for when it steps aside).
+    ``PATCHSWARM_FORK_TESTS=0`` turns it off everywhere."""
 
 
 @dataclass
@@ -363,6 +368,7 @@ class Sandbox:
         limit = output_limit or self.limits.output_limit
         req = {"op": "run", "cmd": command, "timeout": timeout, "cwd": workdir,
                "env": env or {}, "limit": limit, "tail": limit // 4,
+               "fork": self.limits.fork_tests,
                "hard": max(self.limits.output_kill, limit) if self.limits.output_kill else 0}
         head = bytearray()
         start = time.monotonic()

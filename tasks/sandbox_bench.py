@@ -11,7 +11,10 @@ candidates:
     report), ``close()`` (which hands the sandbox back to be reset in the background).
 (c) ``bare``: the test command alone in a container that is already prepared, run by one
     ``docker exec`` (``bare_docker_exec``) and by the sandbox's own command runner
-    (``bare_runner``).
+    (``bare_runner``, which forks the tests from its pytest fork server as the warm path does).
+
+``warm_without_fork_server`` is (b) with the runner's fork server turned off, every test run
+a fresh ``python -m pytest``: what the fork server saves.
 
 Each candidate goes through every path in turn (bare, warm, fresh), so a change in the
 machine's load falls on all of them alike; the warm path's overhead is the median of each
@@ -32,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from patchswarm.sandbox.container import OWNER, RUN_LABEL, Sandbox, SandboxPool
+from patchswarm.sandbox.container import OWNER, RUN_LABEL, Limits, Sandbox, SandboxPool
 from patchswarm.sandbox.engine import LABEL, client
 from patchswarm.sandbox.images import BaseRecipe, ensure_base_image, ensure_env_image
 from patchswarm.verifiers.unittests import PytestVerifier
@@ -232,15 +235,18 @@ def run_bench(n: int = 20, python: str = "3.11", base_image: str | None = None,
     spec = {"test_command": TEST_COMMAND, "timeout": 120}
     verifier = PytestVerifier(reruns=0)
     times: dict[str, list[float]] = {"fresh": [], "warm": [], "bare_docker_exec": [],
-                                     "bare_runner": [], "warm_back_to_back": []}
+                                     "bare_runner": [], "warm_back_to_back": [],
+                                     "warm_without_fork_server": []}
     outcomes: dict[str, list[bool]] = {"fresh": [], "warm": []}
     phases: list[dict[str, float]] = []
     load_before = os.getloadavg()[0]
-    with SandboxPool(image, size=2) as pool, Sandbox(image) as prepared:
+    with SandboxPool(image, size=2) as pool, Sandbox(image) as prepared, \
+            SandboxPool(image, size=1, limits=Limits(fork_tests=False)) as unforked:
         # Warm-up, not counted: the first candidate on each path pays for cold caches.
         fresh_candidate(image, patches[0])
         for _ in range(2):
             _warm_candidate(pool, verifier, spec, patches[0], {})
+        _warm_candidate(unforked, verifier, spec, patches[0], {})
         prepared.exec(TEST_COMMAND, 120)
         log(f"{n} candidates, each through every path in turn")
         for p in patches:
@@ -255,6 +261,9 @@ def run_bench(n: int = 20, python: str = "3.11", base_image: str | None = None,
             outcomes["warm"].append(_warm_candidate(pool, verifier, spec, p, spent))
             times["warm"].append(time.perf_counter() - t0)
             phases.append(spent)
+            t0 = time.perf_counter()
+            _warm_candidate(unforked, verifier, spec, p, {})
+            times["warm_without_fork_server"].append(time.perf_counter() - t0)
             # Last, so that the warm sandbox's reset in the background overlaps this one.
             t0 = time.perf_counter()
             outcomes["fresh"].append(fresh_candidate(image, p))
@@ -287,6 +296,8 @@ def run_bench(n: int = 20, python: str = "3.11", base_image: str | None = None,
         "ratios": {
             "fresh_over_warm": round(a_over_b, 2),
             "fresh_over_warm_back_to_back": round(med["fresh"] / med["warm_back_to_back"], 2),
+            "fresh_over_warm_without_fork_server": round(
+                med["fresh"] / med["warm_without_fork_server"], 2),
             "warm_minus_bare_docker_exec_ms": round(over["bare_docker_exec"], 1),
             "warm_minus_bare_runner_ms": round(over["bare_runner"], 1),
         },
