@@ -157,7 +157,9 @@ def kill_all() -> bool:
 # ------------------------------------------------------------------ the pytest fork server
 
 ZYGOTE = r"""
-import json, os, socket, sys
+import sys
+before = set(sys.modules)  # what a fresh interpreter holds before its sys.path[0] is set
+import json, os, socket
 sock = socket.socket(fileno=int(sys.argv[1]))
 del sys.argv[1:]
 
@@ -174,9 +176,8 @@ def dumpable(flag):
         return False
 
 
-before = set(sys.modules)
 try:
-    import importlib, runpy, shlex
+    import importlib, runpy
     import pytest
     import _pytest.config
     for name in _pytest.config.default_plugins:
@@ -211,7 +212,7 @@ for mname, mod in list(sys.modules.items()):
         bad = "%s is loaded from %s, which is writable" % (mname, f)
         break
     top = mname.partition(".")[0]
-    if mname in before or top in origin or top == "__main__":
+    if mname in before or top in before or top in origin or top == "__main__":
         continue
     f = os.path.abspath(f)
     where = [i for i, e in enumerate(entries) if e and f.startswith(os.path.abspath(e) + os.sep)]
@@ -288,7 +289,9 @@ os.chdir(req["cwd"])
 os.environ.clear()
 os.environ.update(req["env"])
 path0 = req["path0"] or os.getcwd()
-if shadowed(path0):
+user_site = os.path.join(os.environ.get("PYTHONUSERBASE") or os.path.expanduser("~/.local"),
+                         "lib", "python%d.%d" % sys.version_info[:2], "site-packages")
+if shadowed(path0) or os.path.isdir(user_site):  # (a fresh interpreter would add that folder)
     os.execve("/bin/sh", ["sh", "-c", req["cmd"]], req["env"])
 sys.path[0] = path0
 sys.dont_write_bytecode = bool(req["env"].get("PYTHONDONTWRITEBYTECODE"))

@@ -81,6 +81,17 @@ def test_commands_it_cannot_mirror_run_as_they_are(env_image, command):
         assert code == 0 and got["PARENT"] == "sh", out
 
 
+def test_a_user_site_folder_makes_it_step_aside(env_image):
+    """A fresh interpreter adds ~/.local/lib/pythonX.Y/site-packages when it exists (a test
+    may have made it); the fork server does not read it, so it runs such a command plainly."""
+    with Sandbox(env_image) as sb:
+        made = sb.exec("mkdir -p \"$(python -c 'import site; print(site.getusersitepackages())')\"",
+                       timeout=30)
+        assert made.exit_code == 0, made.output
+        code, got, out = probe(sb)
+        assert code == 0 and got["PARENT"] == "sh", out
+
+
 def test_a_module_of_the_repository_that_shadows_one_it_holds(env_image):
     """A fresh `python -m pytest` puts /work first on sys.path, so a repository's pluggy.py
     replaces the installed pluggy; the fork server holds the installed one, so it steps aside
