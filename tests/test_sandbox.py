@@ -375,7 +375,8 @@ def test_writable_root_is_never_reused(env_image):
 # --- cleanup ---------------------------------------------------------------------------------
 
 CHILD = textwrap.dedent("""
-    import sys, time
+    import faulthandler, signal, sys, time
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     from patchswarm.sandbox.container import SandboxPool
     pool = SandboxPool(sys.argv[1], size=2)
     with pool:
@@ -390,9 +391,9 @@ def _containers_of(pid: int) -> list:
             if c.labels.get(RUN_LABEL, "").split(":")[1:2] == [str(pid)]]
 
 
-def _start_child(env_image: str) -> subprocess.Popen:
+def _start_child(env_image: str, stderr=None) -> subprocess.Popen:  # noqa: ANN001
     child = subprocess.Popen([sys.executable, "-c", CHILD, env_image], stdout=subprocess.PIPE,
-                             text=True)
+                             stderr=stderr, text=True)
     assert child.stdout.readline().strip() == "ready"
     deadline = time.monotonic() + 60
     while len(_containers_of(child.pid)) < 2 and time.monotonic() < deadline:
@@ -401,10 +402,19 @@ def _start_child(env_image: str) -> subprocess.Popen:
     return child
 
 
-def test_ctrl_c_leaves_no_container(env_image):
-    child = _start_child(env_image)
+def test_ctrl_c_leaves_no_container(env_image, tmp_path):
+    log = (tmp_path / "child.err").open("w+")
+    child = _start_child(env_image, stderr=log)
     child.send_signal(signal.SIGINT)
-    child.wait(60)
+    try:
+        child.wait(180)  # the pool waits for the start still under way; a busy engine is slow
+    except subprocess.TimeoutExpired:
+        child.send_signal(signal.SIGUSR1)  # every thread's stack, to say where it hangs
+        time.sleep(1)
+        child.kill()
+        child.wait()
+        log.seek(0)
+        pytest.fail("the pool did not close within 180 s of Ctrl-C:\n" + log.read()[-3000:])
     assert _containers_of(child.pid) == []
 
 
