@@ -78,9 +78,13 @@ def gold_fix() -> str:
 def verify(pool: SandboxPool, spec: dict, patch: str):  # noqa: ANN201
     sb = pool.take()
     try:
-        return PytestVerifier(reruns=0).verify(spec, {"patch": patch}, sb)
+        verdict = PytestVerifier(reruns=0).verify(spec, {"patch": patch}, sb)
     finally:
         sb.close()
+    # The attack's verdict, for the record (`pytest -s tests/test_attacks.py`).
+    name = os.environ.get("PYTEST_CURRENT_TEST", "?").split("::")[-1].split(" ")[0]
+    print(f"\nverdict {name}: {verdict.status} ({verdict.detail}) in {verdict.seconds:.1f} s")
+    return verdict
 
 
 def host_still_works(pool: SandboxPool, spec: dict, watched: Path | None = None) -> None:
