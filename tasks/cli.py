@@ -198,17 +198,22 @@ def _orchestrator(broker: str | None):  # noqa: ANN202
                    "failing test output back to the model.")
 @click.option("--rounds", default=1, show_default=True,
               help="Most rounds for until_verified and refine.")
+@click.option("--judge", is_flag=True,
+              help="Break ties among verified changes with equal votes by asking the model "
+                   "whether each is right (the probability of yes).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def repair(repo: Path, issue: Path, test: str, n: int, model: str | None,
            endpoint: str | None, broker: str | None, base: str | None, files: tuple[str, ...],
            run_dir: Path | None, apply_: bool, allow_dirty: bool, seed: int,
            temperature: float, fmt: str, install: str, base_image: str | None,
-           ca_bundle: bool, strategy: str, rounds: int, as_json: bool) -> None:
+           ca_bundle: bool, strategy: str, rounds: int, judge: bool, as_json: bool) -> None:
     """Repair a local git repository. Its working tree is never touched unless --apply."""
     from .distributed import BrokerError
     from .problem import local_problem
     from .runner import repair as run_repair
 
+    if judge and broker:
+        _fail("--judge runs with the in-process runner; leave out --broker")
     orch = _orchestrator(broker)
     if not issue.is_file():
         _fail(f"issue file {issue} not found")
@@ -220,7 +225,7 @@ def repair(repo: Path, issue: Path, test: str, n: int, model: str | None,
     run_dir = run_dir or Path("patchswarm-runs") / problem.id
     settings = _settings(n=n, seed=seed, temperature=temperature, fmt=fmt,
                          base_image=base_image, ca_bundle=ca_bundle, strategy=strategy,
-                         rounds=rounds)
+                         rounds=rounds, judge=judge)
     sampler = LazySampler(model, endpoint)
     try:
         if orch is not None:

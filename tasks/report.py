@@ -26,19 +26,23 @@ def write_report(store: RunStore, problem: Problem, result: RepairResult,
         f"distinct changes: {result.distinct}, verified: {result.verified}",
         f"- result: **{'solved' if result.solved else 'not solved'}**"
         + (f" ({result.tied} changes tied at the top; the first is chosen)"
-           if result.tied > 1 else ""),
+           if result.tied > 1 else "")
+        + (f"; the judge scored {result.judged} verified changes tied on votes"
+           if getattr(result, "judged", 0) else ""),
         f"- tokens: prompt {result.tokens['prompt']}, completion {result.tokens['completion']}",
         "- time per stage (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()),
         "",
         "## Distinct changes, best first",
         "",
-        "| rank | votes | verdict | detail | lines changed |",
-        "| ---: | ---: | --- | --- | ---: |",
+        "| rank | votes | verdict | judge | detail | lines changed |",
+        "| ---: | ---: | --- | ---: | --- | ---: |",
     ]
     for i, g in enumerate(rank(groups), 1):
         v = verdicts.get(g.key, {})
         detail = str(v.get("detail", "")).replace("|", "\\|")[:120]
-        lines.append(f"| {i} | {g.votes} | {g.status or '-'} | {detail} | {g.diff_size} |")
+        judge = "-" if g.judge is None else f"{g.judge:.3f}"
+        lines.append(f"| {i} | {g.votes} | {g.status or '-'} | {judge} | {detail} | "
+                     f"{g.diff_size} |")
     if result.errors:
         lines += ["", "## Samples with no usable edit", ""]
         lines += [f"- {reason}: {count}" for reason, count in sorted(result.errors.items())]

@@ -51,6 +51,10 @@ class RepairSettings:
     failed change so far."""
     rounds: int = 1
     """At most this many rounds (until_verified and refine)."""
+    judge: bool = False
+    """Break ties among the verified changes with the most votes by asking the policy whether
+    each is right (GenRM: the probability of "Yes"); needs the in-process engine or an
+    OpenAI-compatible endpoint."""
 
 
 STRATEGIES = ("best_of_n", "until_verified", "refine")
@@ -292,9 +296,44 @@ class RepairResult:
     timings: dict[str, float]
     tokens: dict[str, int]
     errors: dict[str, int]
+    judged: int = 0
+    """Verified changes tied on votes that the judge scored (``RepairSettings.judge``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def judge_ties(problem: Problem, groups: list[Group], store: RunStore,
+               get_sampler: Callable[[], Sampler], reporter: Reporter) -> int:
+    """Score with the policy as a generative judge the verified changes tied at the top on
+    votes, so that ranking can tell them apart; returns how many were tied. Scores are kept
+    in ``judge.json`` (a resumed run asks once); a judge that cannot run leaves the tie."""
+    ranked = rank(groups)
+    if not ranked or ranked[0].status != "passed":
+        return 0
+    tied = [g for g in ranked if g.status == "passed" and g.votes == ranked[0].votes]
+    if len(tied) < 2:
+        return 0
+    scores: dict[str, float] = store.read_json("judge.json") or {}
+    todo = [g for g in tied if g.key not in scores]
+    if todo:
+        from patchswarm.agent.judge import GenRM, JudgeError
+
+        reporter.stage(f"judge: {len(todo)} verified changes tied at the top")
+        t0 = time.monotonic()
+        try:
+            genrm = GenRM(get_sampler())
+            for g in todo:
+                scores[g.key] = round(genrm.score(problem.issue, g.patch).score, 6)
+                store.write_json("judge.json", scores)
+        except JudgeError as exc:
+            reporter.log(f"judge: {exc}; the tie stays")
+            store.event("judge", time.monotonic() - t0, error=str(exc))
+        else:
+            store.event("judge", time.monotonic() - t0, scored=len(todo))
+    for g in tied:
+        g.judge = scores.get(g.key)
+    return len(tied)
 
 
 def summarise(problem: Problem, store: RunStore, candidates: list[Candidate],
@@ -374,7 +413,17 @@ def repair(problem: Problem, sampler_factory: Callable[[], Sampler], settings: R
         if any(g.status == "passed" for g in groups):
             break
         feedback = _failure_feedback(groups, verdicts)
+    judged = 0
+    if settings.judge:
+        def get_sampler() -> Sampler:
+            nonlocal sampler
+            if sampler is None:
+                sampler = sampler_factory()
+            return sampler
+
+        judged = judge_ties(problem, groups, store, get_sampler, reporter)
     result = summarise(problem, store, candidates, groups)
+    result.judged = judged
     from .report import write_report
 
     write_report(store, problem, result, candidates, groups)

@@ -128,3 +128,53 @@ def test_reward_model_refuses_folders_that_are_not_one(tmp_path, model_dir):
         RewardModel(tmp_path)
     with pytest.raises(JudgeError, match="not a sequence-classification"):
         RewardModel(model_dir)  # a causal LM: its score head would be untrained
+
+
+@pytest.mark.docker
+def test_repair_breaks_a_tie_of_verified_changes_with_the_judge(engine, tmp_path,
+                                                                example_repo, base_image):
+    """Two different right fixes with one vote each tie after verification; `--judge` asks
+    the policy about each (here the small test model), ranks by its answer, keeps the scores
+    in the run folder, and a resumed run does not ask again."""
+    import json
+    import subprocess
+
+    from patchswarm.agent.sampler import ReplaySampler
+    from patchswarm.tasks import examples
+    from patchswarm.tasks.problem import local_problem
+    from patchswarm.tasks.runner import RepairSettings, repair
+
+    example = "gradebook-average"
+    meta = examples.load_example(example)
+    gold = examples.materialise(example, tmp_path / "gold")
+    subprocess.run(["git", "-C", str(gold), "apply", str(meta["root"] / "fix.patch")],
+                   check=True)
+    after = (gold / "gradebook.py").read_text()
+    other = after.replace("return sum(scores) / len(scores)",
+                          "return float(sum(scores)) / len(scores)")
+    assert other != after
+    texts = [f"gradebook.py\n```python\n{t}```\n" for t in (after, other)]
+    repo = example_repo(example)
+
+    def problem():
+        return local_problem(repo, meta["issue"], meta["test_command"], problem_id=example,
+                             files=meta["files"])
+
+    run_dir = tmp_path / "run"
+    plain = repair(problem(), lambda: ReplaySampler([{"text": t} for t in texts]),
+                   RepairSettings(n=2), run_dir)
+    assert plain.verified == 2 and plain.tied == 2 and plain.judged == 0
+
+    judged = repair(problem(), lambda: engine, RepairSettings(n=2, judge=True), run_dir)
+    scores = json.loads((run_dir / "judge.json").read_text())
+    assert judged.judged == 2 and len(scores) == 2
+    assert all(0.0 <= s <= 1.0 for s in scores.values())
+    best = max(scores, key=scores.get)
+    if len(set(scores.values())) == 2:  # the judge told them apart: its pick is chosen
+        assert judged.best_key == best and judged.tied == 1
+    report = (run_dir / "report.md").read_text()
+    assert f"| {scores[best]:.3f} |" in report and "the judge scored 2" in report
+
+    again = repair(problem(), lambda: pytest.fail("the judge's scores are kept"),
+                   RepairSettings(n=2, judge=True), run_dir)
+    assert again.best_key == judged.best_key
