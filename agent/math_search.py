@@ -332,8 +332,25 @@ def continue_solution(sampler: Sampler, messages: list[dict[str, str]], prefix: 
     return sampler.sample(convo, params)
 
 
-def _vllm_continue(sampler: Any, messages: list[dict[str, str]], prefix: str,
-                   params: SamplingParams) -> list[Completion]:
+def continue_solutions(sampler: Sampler, messages: list[dict[str, str]],
+                       requests: list[tuple[str, SamplingParams]]) -> list[list[Completion]]:
+    """:func:`continue_solution` for several partial solutions of one problem at once: the
+    in-process engine (or a sampler with ``continue_many``) runs them as one batch, which on a
+    CPU costs about what one of them costs; other samplers take them one by one."""
+    own = getattr(sampler, "continue_many", None)
+    if callable(own):
+        return own(messages, requests)
+    if (len(requests) > 1 and getattr(sampler, "llm", None) is not None
+            and hasattr(sampler, "tokenizer") and all(prefix for prefix, _ in requests)):
+        return _vllm_continue_many(sampler, messages, requests)
+    return [continue_solution(sampler, messages, prefix, params) for prefix, params in requests]
+
+
+def _vllm_request(sampler: Any, messages: list[dict[str, str]], prefix: str,
+                  params: SamplingParams) -> tuple[list[dict[str, str]], dict[str, bool], Any,
+                                                   int]:
+    """(conversation, chat mode, engine sampling parameters, prompt tokens) of one
+    continuation request."""
     from vllm import SamplingParams as VParams
 
     convo = messages + [{"role": "assistant", "content": prefix}] if prefix else messages
@@ -349,16 +366,36 @@ def _vllm_continue(sampler: Any, messages: list[dict[str, str]], prefix: str,
     vp = VParams(n=params.n, temperature=params.temperature, top_p=params.top_p,
                  max_tokens=max(1, min(params.max_tokens, room)), seed=params.seed,
                  stop=params.stop or None)
-    out = sampler.llm.chat(convo, vp, use_tqdm=False, **mode)[0]
-    n_prompt = len(out.prompt_token_ids or []) or len(ids)
+    return convo, mode, vp, len(ids)
+
+
+def _completions(out: Any, n_prompt: int, seed: int | None) -> list[Completion]:
+    n_prompt = len(out.prompt_token_ids or []) or n_prompt
     comps = []
     for o in out.outputs:
         reason = o.finish_reason
         if reason == "stop":
             reason = "stop" if isinstance(o.stop_reason, str) else "eos"
-        comps.append(Completion(o.text, n_prompt, len(o.token_ids), reason, params.seed,
-                                o.index))
+        comps.append(Completion(o.text, n_prompt, len(o.token_ids), reason, seed, o.index))
     return comps
+
+
+def _vllm_continue(sampler: Any, messages: list[dict[str, str]], prefix: str,
+                   params: SamplingParams) -> list[Completion]:
+    convo, mode, vp, n_prompt = _vllm_request(sampler, messages, prefix, params)
+    out = sampler.llm.chat(convo, vp, use_tqdm=False, **mode)[0]
+    return _completions(out, n_prompt, params.seed)
+
+
+def _vllm_continue_many(sampler: Any, messages: list[dict[str, str]],
+                        requests: list[tuple[str, SamplingParams]]) -> list[list[Completion]]:
+    """Partial solutions (all non-empty) continued in one engine call; each request keeps its
+    own seed and parameters, so each gives what it would alone."""
+    built = [_vllm_request(sampler, messages, prefix, params) for prefix, params in requests]
+    outs = sampler.llm.chat([b[0] for b in built], [b[2] for b in built], use_tqdm=False,
+                            **built[0][1])
+    return [_completions(out, b[3], params.seed)
+            for out, b, (_, params) in zip(outs, built, requests, strict=True)]
 
 
 def _draw(sampler: Sampler, messages: list[dict[str, str]], n: int, params: SamplingParams,
@@ -479,14 +516,45 @@ def _expand(sampler: Sampler, messages: list[dict[str, str]], path: _Path, k: in
     engine drops the stop string and the steps are joined with a blank line) or at
     ``step_tokens``; a child is done when its step gives a final answer, is empty, ended the
     model's answer ("eos"), or the solution reached ``params.max_tokens``."""
-    room = params.max_tokens - path.tokens
-    step_params = replace(params, n=k, seed=seed, max_tokens=max(1, min(step_tokens, room)),
-                          stop=list(STEP_STOPS))
+    step_params = _step_params(path, k, params, step_tokens, seed)
     try:
         comps = continue_solution(sampler, messages, path.text, step_params)
     except SamplerError as exc:
         errors.append(f"sampling: {exc}")
         return []
+    return _children(path, comps, params, extract, spend)
+
+
+def _step_params(path: _Path, k: int, params: SamplingParams, step_tokens: int,
+                 seed: int | None) -> SamplingParams:
+    room = params.max_tokens - path.tokens
+    return replace(params, n=k, seed=seed, max_tokens=max(1, min(step_tokens, room)),
+                   stop=list(STEP_STOPS))
+
+
+def _expand_many(sampler: Sampler, messages: list[dict[str, str]],
+                 jobs: list[tuple[_Path, int, int | None]], params: SamplingParams,
+                 step_tokens: int, extract: Extract, spend: Spend, errors: list[str]
+                 ) -> list[list[_Path]]:
+    """:func:`_expand` for every (path, k, seed) job, as one batch where the backend can;
+    when the batch fails, each path is tried alone, so one bad path costs only itself."""
+    jobs = [j for j in jobs if j[1]]
+    if len(jobs) < 2:
+        return [_expand(sampler, messages, p, k, params, step_tokens, seed, extract, spend,
+                        errors) for p, k, seed in jobs]
+    requests = [(p.text, _step_params(p, k, params, step_tokens, seed)) for p, k, seed in jobs]
+    try:
+        batch = continue_solutions(sampler, messages, requests)
+    except SamplerError:
+        return [_expand(sampler, messages, p, k, params, step_tokens, seed, extract, spend,
+                        errors) for p, k, seed in jobs]
+    return [_children(p, comps, params, extract, spend)
+            for (p, _, _), comps in zip(jobs, batch, strict=True)]
+
+
+def _children(path: _Path, comps: list[Completion], params: SamplingParams, extract: Extract,
+              spend: Spend) -> list[_Path]:
+    """The paths that ``comps`` (continuations of ``path``) make, with their cost counted."""
     spend.requests += 1
     spend.completions += len(comps)
     spend.completion_tokens += sum(c.completion_tokens for c in comps)
@@ -560,11 +628,10 @@ def beam(sampler: Sampler, messages: list[dict[str, str]], question: str, scorer
     for step in range(max_steps):
         if not active:
             break
-        children: list[_Path] = []
-        for b, (path, k) in enumerate(zip(active, _spread(n, len(active)), strict=True)):
-            if k:
-                children += _expand(sampler, messages, path, k, base, step_tokens,
-                                    _seed(base.seed, step, b), extract, spend, errors)
+        jobs = [(path, k, _seed(base.seed, step, b))
+                for b, (path, k) in enumerate(zip(active, _spread(n, len(active)), strict=True))]
+        children = [c for kids in _expand_many(sampler, messages, jobs, base, step_tokens,
+                                               extract, spend, errors) for c in kids]
         if not children:
             break
         if step == max_steps - 1:
@@ -617,9 +684,9 @@ def dvts(sampler: Sampler, messages: list[dict[str, str]], question: str, scorer
             (finished if best.done else active).append(best)
         if step == max_steps - 1 or not active:
             break
-        groups = [_expand(sampler, messages, p, width, base, step_tokens,
-                          _seed(base.seed, step + 1, p.tree), extract, spend, errors)
-                  for p in active]
+        groups = _expand_many(sampler, messages,
+                              [(p, width, _seed(base.seed, step + 1, p.tree)) for p in active],
+                              base, step_tokens, extract, spend, errors)
     finished.sort(key=lambda p: p.tree)
     settings = {"width": width, "max_steps": max_steps, "step_tokens": step_tokens,
                 "select": select, "subtrees": trees}

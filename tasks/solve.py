@@ -224,6 +224,29 @@ class RecordedSampler:
         return self._call("continue", messages, prefix, params,
                           lambda s: ms.continue_solution(s, messages, prefix, params))
 
+    def continue_many(self, messages: list[dict[str, str]],
+                      requests: list[tuple[str, SamplingParams]]) -> list[list[Completion]]:
+        """Several continuations: each answered from the run folder where it was recorded
+        (under the same key as a single one), the rest run as one batch and recorded."""
+        keys = [_key("continue", self.model, messages, prefix, params.to_dict())
+                for prefix, params in requests]
+        todo = [i for i, k in enumerate(keys) if k not in self._memo]
+        if todo:
+            outs = ms.continue_solutions(self.factory(), messages, [requests[i] for i in todo])
+            for i, comps in zip(todo, outs, strict=True):
+                rows = [{"text": c.text, "prompt_tokens": c.prompt_tokens,
+                         "completion_tokens": c.completion_tokens,
+                         "finish_reason": c.finish_reason, "seed": c.seed, "index": c.index}
+                        for c in comps]
+                append_jsonl(self.path, {"key": keys[i], "kind": "continue",
+                                         "completions": rows})
+                self._memo[keys[i]] = rows
+            self.misses += len(todo)
+        self.hits += len(requests) - len(todo)
+        return [[Completion(r["text"], r["prompt_tokens"], r["completion_tokens"],
+                            r["finish_reason"], r["seed"], r["index"]) for r in self._memo[k]]
+                for k in keys]
+
     def count_tokens(self, messages: list[dict[str, str]]) -> int:
         return self.factory().count_tokens(messages)
 

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -191,6 +192,13 @@ def test_continuing_a_partial_solution_on_the_real_engine(engine):
     assert all("\n\n" not in c.text for c in steps)
     # The continuation's prompt holds the partial solution: it is longer than a fresh start's.
     assert steps[0].prompt_tokens > fresh[0].prompt_tokens
+    # Several partial solutions continue in one batch, each with its own prompt and count.
+    longer = prefix + "17 + 25 is 42.\n\n"
+    many = ms.continue_solutions(engine, messages, [(prefix, params),
+                                                   (longer, replace(params, n=2, seed=9))])
+    assert [len(m) for m in many] == [3, 2]
+    assert many[1][0].prompt_tokens > many[0][0].prompt_tokens == steps[0].prompt_tokens
+    assert all(c.finish_reason in ("stop", "eos", "length") for m in many for c in m)
     # Batched judging gives what one-at-a-time judging gives.
     from patchswarm.agent.judge import GenRM, yes_probability
     from patchswarm.agent.math_prompts import judge_messages
