@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -87,26 +86,16 @@ def selected_accuracy(problems: Iterable[tuple[list[Group], set[str]]]) -> float
 # --------------------------------------------------------------------------- run folders
 
 
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut short by a crash
-    return out
-
-
 def problem_counts(problem_dir: Path) -> tuple[int, int]:
     """(samples, passing samples) of one problem's run folder. A sample passes when its
     normalised-patch key has a ``passed`` verdict; a sample with no patch fails."""
+    from patchswarm.tasks.store import read_jsonl  # the run store's own reader of its files
+
     seen: dict[str, dict[str, Any]] = {}
-    for c in _jsonl(problem_dir / "candidates.jsonl"):
+    for c in read_jsonl(problem_dir / "candidates.jsonl"):
         seen.setdefault(c["id"], c)
     status = {}
-    for v in _jsonl(problem_dir / "verdicts.jsonl"):
+    for v in read_jsonl(problem_dir / "verdicts.jsonl"):
         status.setdefault(v["key"], v.get("status"))
     n = len(seen)
     c = sum(1 for cand in seen.values()
