@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -36,7 +34,7 @@ from patchswarm.agent.sampler import Completion, Sampler, SamplingParams
 
 from .problem import ProblemError
 from .runner import Reporter
-from .store import RunStore, read_jsonl
+from .store import RunStore, append_jsonl, read_jsonl
 
 BUNDLED = "math_small.jsonl"
 
@@ -161,22 +159,6 @@ def math_extract() -> ms.Extract:
 # --------------------------------------------------------------------------- recording
 
 
-_WRITE_LOCK = threading.Lock()
-
-
-def append_jsonl(path: Path, *rows: dict[str, Any]) -> None:
-    """Append lines and flush them to disk (a crash loses at most the line being written)."""
-    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
-    with _WRITE_LOCK, open(path, "a+b") as fh:
-        if fh.tell() > 0:
-            fh.seek(-1, os.SEEK_END)
-            if fh.read(1) != b"\n":  # a line cut short by a crash must not swallow this one
-                text = "\n" + text
-        fh.write(text.encode())
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 def _key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -200,20 +182,23 @@ class RecordedSampler:
               params: SamplingParams, run: Callable[[Sampler], list[Completion]]
               ) -> list[Completion]:
         key = _key(kind, self.model, messages, prefix, params.to_dict())
-        rows = self._memo.get(key)
-        if rows is None:
-            comps = run(self.factory())
-            rows = [{"text": c.text, "prompt_tokens": c.prompt_tokens,
-                     "completion_tokens": c.completion_tokens,
-                     "finish_reason": c.finish_reason, "seed": c.seed, "index": c.index}
-                    for c in comps]
-            append_jsonl(self.path, {"key": key, "kind": kind, "completions": rows})
-            self._memo[key] = rows
+        if key not in self._memo:
+            self._record(key, kind, run(self.factory()))
             self.misses += 1
         else:
             self.hits += 1
+        return self._replay(key)
+
+    def _record(self, key: str, kind: str, comps: list[Completion]) -> None:
+        rows = [{"text": c.text, "prompt_tokens": c.prompt_tokens,
+                 "completion_tokens": c.completion_tokens, "finish_reason": c.finish_reason,
+                 "seed": c.seed, "index": c.index} for c in comps]
+        append_jsonl(self.path, {"key": key, "kind": kind, "completions": rows})
+        self._memo[key] = rows
+
+    def _replay(self, key: str) -> list[Completion]:
         return [Completion(r["text"], r["prompt_tokens"], r["completion_tokens"],
-                           r["finish_reason"], r["seed"], r["index"]) for r in rows]
+                           r["finish_reason"], r["seed"], r["index"]) for r in self._memo[key]]
 
     def sample(self, messages: list[dict[str, str]], params: SamplingParams
                ) -> list[Completion]:
@@ -234,18 +219,10 @@ class RecordedSampler:
         if todo:
             outs = ms.continue_solutions(self.factory(), messages, [requests[i] for i in todo])
             for i, comps in zip(todo, outs, strict=True):
-                rows = [{"text": c.text, "prompt_tokens": c.prompt_tokens,
-                         "completion_tokens": c.completion_tokens,
-                         "finish_reason": c.finish_reason, "seed": c.seed, "index": c.index}
-                        for c in comps]
-                append_jsonl(self.path, {"key": keys[i], "kind": "continue",
-                                         "completions": rows})
-                self._memo[keys[i]] = rows
+                self._record(keys[i], "continue", comps)
             self.misses += len(todo)
         self.hits += len(requests) - len(todo)
-        return [[Completion(r["text"], r["prompt_tokens"], r["completion_tokens"],
-                            r["finish_reason"], r["seed"], r["index"]) for r in self._memo[k]]
-                for k in keys]
+        return [self._replay(k) for k in keys]
 
     def count_tokens(self, messages: list[dict[str, str]]) -> int:
         return self.factory().count_tokens(messages)

@@ -35,25 +35,28 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+_APPEND_LOCK = threading.Lock()
+
+
+def append_jsonl(path: Path, *records: dict[str, Any]) -> None:
+    """Append records as lines and flush them to disk (a crash loses at most the line being
+    written); a line a crash cut short never swallows the first of them."""
+    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+    with _APPEND_LOCK, open(path, "a") as fh:
+        if fh.tell() > 0 and not _ends_with_newline(Path(path)):
+            text = "\n" + text
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 class RunStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._clean: set[str] = set()
-        """Files known to end with a whole line (this store wrote their last line)."""
 
     def _append(self, name: str, record: dict[str, Any]) -> None:
-        line = json.dumps(record, sort_keys=True) + "\n"
-        with self._lock, open(self.path / name, "a") as fh:
-            if name not in self._clean:
-                # A line cut short by a crash must not swallow the next record.
-                if fh.tell() > 0 and not _ends_with_newline(self.path / name):
-                    line = "\n" + line
-                self._clean.add(name)
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_jsonl(self.path / name, record)
 
     def _read(self, name: str) -> list[dict[str, Any]]:
         return read_jsonl(self.path / name)

@@ -57,7 +57,7 @@ from patchswarm.verifiers.verdict import Verdict
 
 from .problem import Problem, ProblemError, list_files, read_files
 from .runner import Environment, RepairSettings, Reporter, groups_of, sample, verify
-from .store import RunStore, read_jsonl
+from .store import RunStore, append_jsonl, read_jsonl
 from .swebench_specs import (
     PythonChoice,
     RepoSpec,
@@ -661,11 +661,6 @@ def parse_repro(text: str) -> str | None:
 # =========================================================================== one instance
 
 
-def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a") as fh:
-        fh.write(json.dumps(record, sort_keys=True) + "\n")
-
-
 @dataclass
 class InstanceResult:
     instance_id: str
@@ -880,7 +875,7 @@ def run_instance(inst: Instance, spec: RepoSpec, settings: SWEBenchSettings, fol
         reporter.stage(f"evaluating {g.key[:12]} with test_patch")
         e = evaluate_patch(inst, spec, env.image, g.patch, settings.limits(),
                            time_limit(settings, spec), folder / "eval" / g.key[:16])
-        _append_jsonl(folder / "eval.jsonl", {"key": g.key, **e.to_dict()})
+        append_jsonl(folder / "eval.jsonl", {"key": g.key, **e.to_dict()})
         evals[g.key] = e
     if chosen is not None:
         e = evals[chosen.key]
