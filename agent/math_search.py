@@ -539,15 +539,18 @@ def _expand_many(sampler: Sampler, messages: list[dict[str, str]],
     """:func:`_expand` for every (path, k, seed) job, as one batch where the backend can;
     when the batch fails, each path is tried alone, so one bad path costs only itself."""
     jobs = [j for j in jobs if j[1]]
-    if len(jobs) < 2:
+
+    def one_by_one() -> list[list[_Path]]:
         return [_expand(sampler, messages, p, k, params, step_tokens, seed, extract, spend,
                         errors) for p, k, seed in jobs]
+
+    if len(jobs) < 2:
+        return one_by_one()
     requests = [(p.text, _step_params(p, k, params, step_tokens, seed)) for p, k, seed in jobs]
     try:
         batch = continue_solutions(sampler, messages, requests)
     except SamplerError:
-        return [_expand(sampler, messages, p, k, params, step_tokens, seed, extract, spend,
-                        errors) for p, k, seed in jobs]
+        return one_by_one()
     return [_children(p, comps, params, extract, spend)
             for (p, _, _), comps in zip(jobs, batch, strict=True)]
 

@@ -28,7 +28,7 @@ def write_report(store: RunStore, problem: Problem, result: RepairResult,
         + (f" ({result.tied} changes tied at the top; the first is chosen)"
            if result.tied > 1 else "")
         + (f"; the judge scored {result.judged} verified changes tied on votes"
-           if getattr(result, "judged", 0) else ""),
+           if result.judged else ""),
         f"- tokens: prompt {result.tokens['prompt']}, completion {result.tokens['completion']}",
         "- time per stage (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()),
         "",
