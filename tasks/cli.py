@@ -408,7 +408,7 @@ def _add_commands() -> None:
 
 COMMAND_MODULES: list[str] = ["cmd_worker", "cmd_bench", "cmd_bench_pipeline", "cmd_sandbox",
                               "cmd_bench_sampling", "cmd_batch", "cmd_bot", "cmd_swebench",
-                              "cmd_solve", "cmd_verify"]
+                              "cmd_solve", "cmd_verify", "cmd_view"]
 
 if __name__ == "__main__":
     # Run through the importable module, so the command modules (which import this one) see
