@@ -317,3 +317,57 @@ def test_view_refuses_what_is_not_a_run(tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert words in proc.stderr and "Traceback" not in proc.stderr
         assert not (tmp_path / "x.html").exists()
+
+
+def test_a_batch_folder_lists_each_problem_with_its_outcome(run_dir, tmp_path, browser):
+    """A batch work folder: one problem repaired for real, one whose repository is gone."""
+    import yaml
+    from selenium.webdriver.common.by import By
+
+    from patchswarm.tasks.batch import load_spec, run_batch
+    from patchswarm.tasks.viewer.data import load
+
+    repo = examples.materialise(EXAMPLE, tmp_path / "repo")
+    meta = examples.load_example(EXAMPLE)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"settings": {"n": 5}, "problems": [
+        {"id": EXAMPLE, "repo": str(repo), "issue": meta["issue"],
+         "test": meta["test_command"], "files": meta["files"]},
+        {"id": "gone", "repo": "file:///nonexistent/patchswarm-test.git", "issue": "bug",
+         "test": "pytest"}]}))
+    records = [json.loads(x) for x in (run_dir / "candidates.jsonl").read_text().splitlines()]
+    sampler = ReplaySampler([{"text": r["text"], "completion_tokens": r["completion_tokens"]}
+                             for r in records])
+    work = tmp_path / "work"
+    summary = run_batch(load_spec(spec), work, lambda p, d, r: repair(
+        p, lambda: sampler, RepairSettings(n=5), d, r))
+    assert summary["solved"] == 1 and summary["errors"] == 1
+
+    data = load(work)
+    assert data["kind"] == "batch" and data["done"]
+    assert {p["id"]: p["status"] for p in data["problems"]} == {EXAMPLE: "solved",
+                                                               "gone": "error"}
+    assert data["overview"]["counts"]["samples"] == summary["candidates"]
+    out = tmp_path / "batch.html"
+    from patchswarm.tasks.viewer.server import export
+
+    export(work, out)
+    browser.get(out.as_uri())
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "tr.problem-row"))
+    rows = {r.get_attribute("data-problem"): r.text
+            for r in browser.find_elements(By.CSS_SELECTOR, "tr.problem-row")}
+    assert "solved" in rows[EXAMPLE] and "could not clone" in rows["gone"]
+    assert _stat(browser, "solved") == "1" and _stat(browser, "errors") == "1"
+
+
+def test_a_rerun_that_stopped_early_is_not_shown_as_finished(run_dir, tmp_path):
+    """A summary older than the run's latest writes (a rerun that crashed) is stale."""
+    from patchswarm.tasks.viewer.data import load
+
+    again = tmp_path / "again"
+    shutil.copytree(run_dir, again)
+    assert load(again)["done"]
+    time.sleep(0.02)
+    (again / "run.json").write_text((again / "run.json").read_text())  # a rerun began
+    data = load(again)
+    assert not data["done"] and data["problems"][0]["status"] == "running"
