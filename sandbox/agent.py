@@ -37,12 +37,15 @@ Agent to host: ``O`` (output, streamed), ``T`` (the kept tail of a long output),
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import select
 import shlex
+import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -705,6 +708,137 @@ def reset(req: dict) -> None:
            seconds=time.monotonic() - start)
 
 
+# ------------------------------------------------------- the work tree against its pristine copy
+
+
+def entries(root: str) -> dict:
+    """Everything below ``root`` (symbolic links not followed): relative path -> (kind, mode,
+    size, mtime in ns, link target). A file copied with ``cp -a`` keeps all of these; a tool
+    that writes one changes its mtime at least."""
+    found: dict = {}
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        try:
+            with os.scandir(os.path.join(root, rel) if rel else root) as it:
+                items = list(it)
+        except OSError:
+            continue
+        for e in items:
+            path = rel + "/" + e.name if rel else e.name
+            try:
+                st = e.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            fmt, mode = stat.S_IFMT(st.st_mode), stat.S_IMODE(st.st_mode)
+            if fmt == stat.S_IFDIR:
+                found[path] = ("dir", mode, 0, 0, "")
+                stack.append(path)
+            elif fmt == stat.S_IFREG:
+                found[path] = ("file", mode, st.st_size, st.st_mtime_ns, "")
+            elif fmt == stat.S_IFLNK:
+                try:
+                    target = os.readlink(e.path)
+                except OSError:
+                    target = "?"
+                found[path] = ("link", 0, 0, 0, target)
+            else:
+                found[path] = ("other", mode, 0, 0, "")
+    return found
+
+
+def tree_diff(req: dict) -> dict:
+    """Every path where the work tree differs from the pristine copy: [path, how, kind]."""
+    start = time.monotonic()
+    before, after = entries(req["pristine"]), entries(req["work"])
+    limit = int(req.get("max", 5000))
+    changes = []
+    for path in sorted(set(before) | set(after)):
+        old, new = before.get(path), after.get(path)
+        if old == new or (old and new and old[0] == new[0] == "dir" and old[1] == new[1]):
+            continue
+        how = "added" if old is None else "removed" if new is None else "changed"
+        changes.append([path, how, (new or old)[0]])
+        if len(changes) > limit:
+            break
+    return {"ok": len(changes) <= limit, "changes": changes[:limit],
+            "truncated": len(changes) > limit, "seconds": time.monotonic() - start}
+
+
+def _selected(path: str, exact: set, patterns: list) -> bool:
+    """Whether ``path`` or a folder above it is named exactly or matches a pattern (one
+    without ``/`` matches any single component, one with ``/`` the path from the root)."""
+    parts = path.split("/")
+    for i in range(1, len(parts) + 1):
+        prefix = "/".join(parts[:i])
+        if prefix in exact:
+            return True
+        for pat in patterns:
+            if fnmatch.fnmatchcase(parts[i - 1] if "/" not in pat else prefix, pat):
+                return True
+    return False
+
+
+def _real_dirs(work: str, rel: str) -> None:
+    """Make every folder above ``work/rel`` a real folder (not a link a candidate put there)."""
+    cur = work
+    for part in rel.split("/")[:-1]:
+        cur = os.path.join(cur, part)
+        if os.path.islink(cur) or (os.path.lexists(cur) and not os.path.isdir(cur)):
+            os.unlink(cur)
+        if not os.path.lexists(cur):
+            os.mkdir(cur)
+
+
+def _remove(full: str) -> None:
+    if os.path.isdir(full) and not os.path.islink(full):
+        shutil.rmtree(full)
+    elif os.path.lexists(full):
+        os.unlink(full)
+
+
+def restore(req: dict) -> dict:
+    """Put the selected paths back as the pristine copy has them: copy back what differs,
+    delete what the pristine copy lacks. Returns the paths that differed."""
+    start = time.monotonic()
+    pristine, work = req["pristine"], req["work"]
+    exact = {p.strip("/") for p in req.get("paths") or []}
+    patterns = list(req.get("patterns") or [])
+    before, after = entries(pristine), entries(work)
+    restored: list = []
+    errors: list = []
+    gone: list = []
+    for path in sorted(set(before) | set(after)):
+        old, new = before.get(path), after.get(path)
+        if old == new or not _selected(path, exact, patterns):
+            continue
+        if any(path.startswith(g + "/") for g in gone):
+            continue
+        full = os.path.join(work, path)
+        try:
+            _real_dirs(work, path)
+            if new is not None and not (old and old[0] == new[0] == "dir"):
+                _remove(full)
+                if old is None:
+                    gone.append(path)
+            if old is not None:
+                if old[0] == "dir":
+                    os.makedirs(full, exist_ok=True)
+                    os.chmod(full, old[1])
+                elif old[0] == "link":
+                    os.symlink(old[4], full)
+                elif old[0] == "file":
+                    shutil.copy2(os.path.join(pristine, path), full)
+            restored.append(path)
+        except OSError as exc:
+            errors.append(f"{path}: {exc}")
+    return {"ok": not errors, "restored": restored, "errors": errors[:20],
+            "seconds": time.monotonic() - start}
+
+
+TREE_OPS = {"diff": tree_diff, "restore": restore}
+
+
 def undumpable() -> bool:
     """prctl(PR_SET_DUMPABLE, 0): no ptrace, no /proc/<pid>/mem for the sandbox user."""
     try:
@@ -718,6 +852,10 @@ def undumpable() -> bool:
 
 def main() -> None:
     os.chdir("/")
+    if sys.argv[1:2] == ["once"]:  # one tree op through ``docker exec``, no runner
+        req = json.loads(sys.argv[2])
+        print(json.dumps(TREE_OPS[req["op"]](req)))
+        return
     guarded = undumpable()
     clean = kill_all()
     while True:
@@ -741,6 +879,8 @@ def main() -> None:
             read_file(req)
         elif op == "reset":
             reset(req)
+        elif op in TREE_OPS:
+            result(**TREE_OPS[op](req))
         else:
             result(ok=False, error=f"unknown op {op!r}")
 

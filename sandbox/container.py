@@ -555,6 +555,59 @@ class Sandbox:
             raise SandboxError(f"could not read {path}: {res.output.strip()[:200]}")
         return base64.b64decode(res.output.strip())
 
+    def pristine_path(self) -> str:
+        """Where the image keeps its pristine copy of /work (SandboxError: it keeps none)."""
+        pristine = _image_labels(self.image).get(PRISTINE_LABEL)
+        if not pristine:
+            raise SandboxError(f"{self.image} keeps no pristine copy of {WORKDIR}")
+        return pristine
+
+    def _tree_op(self, req: dict, timeout: float = 120.0) -> dict:
+        """One of the runner's tree ops (``diff``, ``restore``; see ``agent.py``) against the
+        image's pristine copy of /work; where the runner is off, the same code runs once
+        through ``docker exec``. No git runs: nothing in the work tree steers it."""
+        if self.container_id is None:
+            raise SandboxError("sandbox not started")
+        req = {**req, "pristine": self.pristine_path(), "work": WORKDIR}
+        if self._fast:
+            try:
+                return self._ensure_agent().request(req, timeout=timeout)[0]
+            except (_AgentLost, _AgentTimeout) as exc:
+                self._drop_agent()
+                raise SandboxError(f"the sandbox's {req['op']} op failed: {exc}") from None
+        cmd = shlex.join(["python3", "-I", "-S", "-c", AGENT_SOURCE, "once", json.dumps(req)])
+        res = self._exec_docker(cmd, timeout, workdir="/", output_limit=20_000_000)
+        try:
+            if res.exit_code != 0:
+                raise ValueError(res.output.strip()[-300:])
+            return json.loads(res.output.strip().splitlines()[-1])
+        except (ValueError, IndexError) as exc:
+            raise SandboxError(f"the sandbox's {req['op']} op failed: {exc}") from None
+
+    def tree_changes(self, limit: int = 5000) -> list[tuple[str, str, str]]:
+        """Every path where /work differs from the pristine copy, as (path relative to /work,
+        ``added``/``removed``/``changed``, kind: ``file``/``dir``/``link``/``other``).
+        Compared by kind, mode, size, mtime and link target (folders by kind and mode)."""
+        res = self._tree_op({"op": "diff", "max": limit})
+        if res.get("truncated"):
+            raise SandboxError(f"more than {limit} paths differ from the pristine copy")
+        if not res.get("ok"):
+            raise SandboxError(f"could not compare {WORKDIR} with its pristine copy")
+        return [(str(p), str(how), str(kind)) for p, how, kind in res["changes"]]
+
+    def restore(self, paths: list[str] | tuple[str, ...] = (),
+                patterns: list[str] | tuple[str, ...] = ()) -> list[str]:
+        """Put ``paths`` (exact, relative to /work) and whatever matches ``patterns`` (a glob
+        without ``/`` matches any path component, one with ``/`` the path from /work) back
+        as the pristine copy has them: differing ones copied back, ones it lacks deleted.
+        Returns the paths that differed."""
+        res = self._tree_op({"op": "restore", "paths": list(paths),
+                             "patterns": list(patterns)})
+        if not res.get("ok"):
+            raise SandboxError("could not restore from the pristine copy: "
+                               + "; ".join(res.get("errors") or ["unknown error"]))
+        return [str(p) for p in res["restored"]]
+
     def reset(self) -> bool:
         """Make this sandbox pristine again, in place; False when that cannot be trusted
         (a writable root, a dead container), and then it should be thrown away.

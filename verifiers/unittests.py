@@ -5,7 +5,13 @@ The problem it takes is plain data::
     {"test_command": "python -m pytest -q tests",
      "fail_to_pass": [...], "pass_to_pass": [...],   # optional; SWE-bench grading when given
      "test_files": ["tests/test_x.py"],               # protected: edits to them are undone
+     "tests_may_change": false,                       # default: a patch touching tests is refused
      "timeout": 300, "log_format": "junit"}
+
+A candidate patch first meets the change policy (``sandbox/policy.py``): no test files, no
+test-runner configuration, no bytecode, package metadata, git metadata or binary files. Then,
+before the tests run, the tests and their configuration are put back from the image's pristine
+copy (the second line of defence), and any bytecode the pristine copy lacks is deleted.
 
 Results come from pytest's JUnit XML (asked for through ``PYTEST_ADDOPTS``, so any command
 that ends up calling pytest works) or, for other runners, from a named log format.
@@ -21,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from patchswarm.sandbox.container import Sandbox
+from patchswarm.sandbox.engine import SandboxError
 from patchswarm.sandbox.patching import apply_patch
+from patchswarm.sandbox.policy import CONFIG_NAMES, POLICY_VERSION, TEST_DIRS, Rules
 
 from .grading import grade, merge_flaky_runs
 from .logparse import PARSERS, parse_junit_xml
@@ -47,24 +55,46 @@ def protected_files(problem: dict[str, Any]) -> list[str]:
     return files
 
 
-ALWAYS_PROTECTED = (":(glob)**/conftest.py", ":(glob)**/pytest.ini")
-"""Files that change how every test runs: a candidate that adds or edits one is undone."""
+def runner_files(test_command: str) -> list[str]:
+    """Files the test command names (``bin/test``, ``./runtests.sh``, ``tests/runtests.py``),
+    and the configuration of the runner it starts (``make``, ``tox``, ``nox``): a candidate
+    may not change them."""
+    try:
+        argv = shlex.split(test_command)
+    except ValueError:
+        return []
+    found = [a for a in argv if not a.startswith(("-", "/")) and "=" not in a
+             and ("/" in a or a.endswith((".py", ".sh", ".cfg", ".ini", ".toml")))]
+    heads = {Path(a).name for a in argv[:1] + argv[1:3]}
+    found += [f for tool, f in (("make", "Makefile"), ("tox", "tox.ini"),
+                                ("nox", "noxfile.py")) if tool in heads]
+    return list(dict.fromkeys(found))
 
 
-def restore_tests(sandbox: Sandbox, files: list[str]) -> list[str]:
-    """Undo any change to ``files`` (and to conftest/pytest settings) and return the paths
-    the candidate had touched."""
-    specs = " ".join(shlex.quote(f) for f in [*files, *ALWAYS_PROTECTED])
-    res = sandbox.exec(f"git status --porcelain --no-renames -uall -- {specs}", timeout=30)
-    touched = [line[3:].strip() for line in res.output.splitlines() if len(line) > 3]
-    for path in touched:
-        q = shlex.quote(path)
-        sandbox.exec(
-            f"if git cat-file -e HEAD:{q} 2>/dev/null; then git checkout HEAD -- {q}; "
-            f"else rm -rf -- {q}; fi",
-            timeout=30,
-        )
-    return touched
+def patch_rules(problem: dict[str, Any]) -> Rules:
+    """The change policy's view of ``problem``: what its candidates may change."""
+    return Rules(tests_may_change=problem.get("tests_may_change") is True,
+                 protected=tuple(protected_files(problem)),
+                 runner_files=tuple(runner_files(str(problem.get("test_command") or ""))))
+
+
+RESTORED = (*sorted(CONFIG_NAMES), "__pycache__", "*.pyc", "*.pyo", "*.pth",
+            "sitecustomize.py", "usercustomize.py", "*.dist-info", "*.egg-info", "*.egg-link",
+            ".git")
+"""Put back from the pristine copy before every test run, whatever the policy let through:
+test-runner configuration, bytecode (any the pristine copy lacks is deleted), start-up files,
+package and git metadata. Patterns without ``/`` match any path component."""
+TEST_PATTERNS = ("test_*.py", "*_test.py", "tests.py", *sorted(TEST_DIRS))
+
+
+def restore_tests(sandbox: Sandbox, problem: dict[str, Any]) -> list[str]:
+    """Put the tests and their configuration back as the image's pristine copy has them
+    (no git runs: nothing the candidate wrote steers it); return the paths that differed.
+
+    Protected files always; every test file too unless the problem lets tests change."""
+    rules = patch_rules(problem)
+    patterns = [*RESTORED, *(() if rules.tests_may_change else TEST_PATTERNS)]
+    return sandbox.restore(paths=[*rules.protected, *rules.runner_files], patterns=patterns)
 
 
 class PytestVerifier:
@@ -77,7 +107,7 @@ class PytestVerifier:
         """How many more times failing tests are run to tell a flaky test from a real one."""
 
     def settings(self) -> dict[str, Any]:
-        return {"name": self.name, "reruns": self.reruns}
+        return {"name": self.name, "reruns": self.reruns, "policy": POLICY_VERSION}
 
     # Hooks for ``patchswarm verify``: files to plain data, and the sandbox image to use.
 
@@ -120,12 +150,19 @@ class PytestVerifier:
         extra: dict[str, Any] = {}
         patch = candidate.get("patch") or ""
         if patch.strip():
-            applied = apply_patch(sandbox, patch)
+            applied = apply_patch(sandbox, patch, patch_rules(problem))
             extra["apply_step"] = applied.step
+            if applied.rejected:
+                extra["rejected"] = applied.rejected
             if not applied.applied:
-                return Verdict(ERROR, "patch does not apply", log=_tail(applied.log),
-                               seconds=time.monotonic() - start, verifier=self.name, extra=extra)
-        tampered = restore_tests(sandbox, protected_files(problem))
+                return Verdict(ERROR, applied.reason or "patch does not apply",
+                               log=_tail(applied.log), seconds=time.monotonic() - start,
+                               verifier=self.name, extra=extra)
+        try:
+            tampered = restore_tests(sandbox, problem)
+        except SandboxError as exc:
+            return Verdict(ERROR, f"the tests could not be restored: {exc}",
+                           seconds=time.monotonic() - start, verifier=self.name, extra=extra)
         if tampered:
             extra["tests_tampered"] = tampered
         run = self._run(problem, sandbox)
