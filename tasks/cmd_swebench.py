@@ -324,17 +324,27 @@ def _print_eval(report: dict, folder: Path) -> None:
               f"{report['submitted_instances']}, completed {report['completed_instances']}, "
               f"resolved {report['resolved_instances']}, unresolved "
               f"{report['unresolved_instances']}, empty {report['empty_patch_instances']}, "
-              f"errors {report['error_instances']}")
+              f"errors {report['error_instances']} (infrastructure "
+              f"{report['infra_failure_instances']}, ambiguous "
+              f"{report['ambiguous_failure_instances']})")
     for iid, err in report["errors"].items():
-        out.print(f"  [red]error[/] {iid}: {err}")
+        out.print(f"  [red]error[/] {iid} ({report['failure_reasons'].get(iid)}): {err}",
+                  highlight=False)
     for iid, note in report.get("python_mapped", {}).items():
         out.print(f"  [dim]{iid}: {note}[/]")
     if "gold_check" in report:
+        from .swebench import gold_table
+
         for iid, c in report["gold_check"].items():
             out.print(f"  gold check {iid}: gold {'resolves' if c['gold_resolved'] else 'FAILS'}"
                       f", empty {'RESOLVES' if c['empty_resolved'] else 'does not resolve'}"
+                      f"{'' if c['warm_agrees'] else ', warm re-run DISAGREES'}"
                       f" → {'ok' if c['ok'] else 'NOT OK'}")
-        out.print(f"harness check: {'passed' if report['harness_ok'] else 'FAILED'}")
+        out.print(gold_table(report), markup=False, highlight=False)
+        checked = len(report["gold_check"])
+        out.print(f"harness check: {'passed' if report['harness_ok'] else 'FAILED'} "
+                  f"({checked} of {report['submitted_instances']} instances checked, "
+                  f"{report['error_instances']} errored)")
     out.print(f"report: {folder / 'report.json'}; logs: {folder / 'logs'}")
 
 

@@ -50,7 +50,7 @@ from patchswarm.sandbox.images import (
     ensure_env_image,
 )
 from patchswarm.sandbox.patching import apply_patch
-from patchswarm.verifiers.grading import grade
+from patchswarm.verifiers import swebench_logs as sl
 from patchswarm.verifiers.logparse import PARSERS
 from patchswarm.verifiers.unittests import PytestVerifier
 from patchswarm.verifiers.verdict import Verdict
@@ -58,6 +58,7 @@ from patchswarm.verifiers.verdict import Verdict
 from .problem import Problem, ProblemError, list_files, read_files
 from .runner import Environment, RepairSettings, Reporter, groups_of, sample, verify
 from .store import RunStore, append_jsonl, read_jsonl
+from .swebench_env import build_script, failure_from_message
 from .swebench_specs import (
     PythonChoice,
     RepoSpec,
@@ -84,6 +85,15 @@ class DatasetError(Exception):
 
 class InstanceError(Exception):
     """One instance cannot run; the message says why. The other instances go on."""
+
+
+class InfraError(InstanceError):
+    """The machinery failed, not the patch: an environment that does not build, a base image,
+    a sandbox. ``cause`` is a short category for reports (``build: package``, ``base image``)."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 # =========================================================================== instances
@@ -223,7 +233,8 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError as exc:
-            rows.append({"instance_id": f"line-{n}", "_error": f"not JSON: {exc}"})
+            raise DatasetError(f"{path}:{n} is not JSON ({exc.msg}): a dataset file holds one "
+                               "JSON object a line (JSON lines), or one JSON list") from None
     return rows
 
 
@@ -281,8 +292,29 @@ _CLONE_GUARD = threading.Lock()
 
 
 def _git(repo: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(["git", "-c", f"safe.directory={Path(repo).resolve()}", "-C",
+                           str(repo), *args], capture_output=True, text=True, timeout=timeout)
+
+
+_TRUSTED: set[str] = set()
+
+
+def trust_mirror(path: Path) -> None:
+    """Let every git process of this run (ours, the image builder's, GitPython's) read the
+    mirror the user named even when another user owns it (git refuses such a repository as
+    of "dubious ownership" unless it is listed in ``safe.directory``). Added through git's
+    ``GIT_CONFIG_COUNT`` variables, which count as command-line configuration."""
+    import os
+
+    key = str(Path(path).resolve())
+    with _CLONE_GUARD:
+        if key in _TRUSTED:
+            return
+        n = int(os.environ.get("GIT_CONFIG_COUNT", "0") or 0)
+        os.environ[f"GIT_CONFIG_KEY_{n}"] = "safe.directory"
+        os.environ[f"GIT_CONFIG_VALUE_{n}"] = key
+        os.environ["GIT_CONFIG_COUNT"] = str(n + 1)
+        _TRUSTED.add(key)
 
 
 def mirror_path(repos_dir: Path, repo: str) -> Path | None:
@@ -308,6 +340,7 @@ def ensure_repo(inst: Instance, repos_dir: Path | None, clone: bool = True) -> P
                 f"(`git clone https://github.com/{inst.repo} "
                 f"{root / inst.repo.replace('/', '__')}`)")
         path = _clone(inst.repo, root)
+    trust_mirror(path)
     if _git(path, "cat-file", "-e", f"{inst.base_commit}^{{commit}}").returncode != 0:
         raise InstanceError(
             f"base commit {inst.base_commit} is not in the mirror at {path}: update it "
@@ -404,23 +437,20 @@ def prepare_environment(inst: Instance, spec: RepoSpec, settings: SWEBenchSettin
     repo_path = ensure_repo(inst, settings.repos_dir, settings.clone)
     choice = choose_python(spec.python, base_image=settings.base_image)
     base_image = settings.base_image.format(python=spec.python) if settings.base_image else None
-    install = spec.install_script()
+    install = build_script(spec, inst.version)
     try:
         base = ensure_base_image(BaseRecipe(python=choice.used, image=base_image), log=log)
     except SandboxError as exc:
-        raise InstanceError(f"the base image for Python {choice.used} failed to build: "
-                            f"{exc}") from exc
+        raise InfraError(f"the base image for Python {choice.used} failed to build: "
+                         f"{exc}", "base image") from exc
     try:
         image = ensure_env_image(repo_path, inst.base_commit, base, install,
                                  ca_bundle=settings.ca_bundle, log=log)
     except SandboxError as exc:
-        msg = str(exc)
-        code = re.search(r"returned a non-zero code: (\d+)", msg)
-        where = re.search(r"see (\S+\.log)", msg)
-        if code:
-            msg = f"the install step exited with code {code.group(1)}" + (
-                f" (build log: {where.group(1)})" if where else "")
-        raise InstanceError(f"the environment failed to build: {msg}") from exc
+        failure = failure_from_message(str(exc))
+        if failure is None:
+            raise InfraError(f"the environment failed to build: {exc}", "build") from exc
+        raise InfraError(failure.line(), f"build: {failure.category}") from exc
     return EnvInfo(repo_path, image, choice, install, base_image)
 
 
@@ -439,6 +469,8 @@ class EvalResult:
     patch_applied: bool | None = None
     tests_status: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    test_seconds: float = 0.0
+    """The test command's own time (``seconds`` adds the sandbox, patching and grading)."""
     log_dir: str = ""
     patch_sha: str = ""
 
@@ -466,8 +498,11 @@ def eval_script(inst: Instance, spec: RepoSpec) -> tuple[str, str]:
         steps.append("rm -f -- " + " ".join(shlex.quote(f) for f in files["new"]))
     steps.append("git apply -v /tmp/patchswarm/test.patch")
     prepare = " && ".join(steps)
-    return prepare, env_prefix(spec) + test_command(spec, test_directives(inst.test_patch,
-                                                                          spec.directives))
+    cmd = env_prefix(spec) + test_command(spec, test_directives(inst.test_patch,
+                                                                spec.directives))
+    return prepare, (f"echo {shlex.quote(sl.START_TEST_OUTPUT)}; {cmd}; rc=$?; "
+                     f"echo {shlex.quote(sl.END_TEST_OUTPUT)}; "
+                     f"echo \"{sl.TEST_EXIT_CODE}: $rc\"")
 
 
 def evaluate_patch(inst: Instance, spec: RepoSpec, image: str, patch: str, limits: Limits,
@@ -515,6 +550,7 @@ def evaluate_patch(inst: Instance, spec: RepoSpec, image: str, patch: str, limit
             lines.append(f"$ {cmd}")
             run = sb.exec(cmd, timeout=timeout, env={"PYTHONDONTWRITEBYTECODE": "1"})
             lines.append(f"exit {run.exit_code} after {run.seconds:.1f}s")
+            test_seconds = round(run.seconds, 3)
     except SandboxError as exc:
         return done(EvalResult(inst.instance_id, False, "error", f"sandbox failed: {exc}"))
     if run.timed_out:
@@ -525,16 +561,22 @@ def evaluate_patch(inst: Instance, spec: RepoSpec, image: str, patch: str, limit
         return done(EvalResult(inst.instance_id, False, "error",
                                f"the tests ran out of memory ({limits.memory})",
                                patch_applied=bool(patch.strip())), run.output)
-    parsed = PARSERS[spec.log_parser](run.output)
-    report = grade(parsed.tests, inst.fail_to_pass, inst.pass_to_pass, swebench_exact=True)
-    status = {"FAIL_TO_PASS": report["FAIL_TO_PASS"], "PASS_TO_PASS": report["PASS_TO_PASS"],
-              "FAIL_TO_FAIL": {"success": [], "failure": []},
-              "PASS_TO_FAIL": {"success": [], "failure": []}}
-    if parsed.unread:
-        lines.append("lines not attributed to a test: " + " | ".join(parsed.unread[:10]))
-    return done(EvalResult(inst.instance_id, report["resolved"],
-                           "resolved" if report["resolved"] else "unresolved",
-                           patch_applied=bool(patch.strip()), tests_status=status), run.output)
+    parser = sl.parser_for(inst.repo, spec.log_parser)
+    status_map, found = sl.logs_eval(run.output, parser)
+    if not found:
+        why = sl.classify_failure(run.output)
+        reason = f" ({why[0]}, {why[1]})" if why else ""
+        return done(EvalResult(inst.instance_id, False, "error",
+                               f"the test log shows no usable results{reason}: exit "
+                               f"{run.exit_code}, {run.output.strip()[-200:]!r}",
+                               patch_applied=bool(patch.strip())), run.output)
+    report = sl.grade(status_map, inst.fail_to_pass, inst.pass_to_pass)
+    lines.append(f"graded with the harness's {parser} parser: {report.status}")
+    return done(EvalResult(inst.instance_id, report.resolved,
+                           "resolved" if report.resolved else "unresolved",
+                           patch_applied=bool(patch.strip()),
+                           tests_status=report.tests_status, test_seconds=test_seconds),
+                run.output)
 
 
 def _official_instance_report(r: EvalResult, patch: str) -> dict[str, Any]:
@@ -1118,157 +1160,59 @@ def _plot(results: list[InstanceResult], settings: SWEBenchSettings, png: Path,
 # =========================================================================== predictions
 
 
+PREDICTION_KEYS = ("instance_id", "model_name_or_path", "model_patch")
+
+
 def load_predictions(path: Path) -> dict[str, dict[str, Any]]:
-    """instance_id → prediction, from the official JSONL (or a JSON list / mapping)."""
+    """instance_id → prediction, from the official JSONL (or a JSON list / mapping), as
+    strictly as the official loader: each needs ``instance_id``, ``model_name_or_path`` and
+    ``model_patch`` (null or "" is an empty patch); a missing key, a line that is not JSON or
+    an instance given twice is an error naming the line."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"predictions file {path} not found")
     text = path.read_text()
-    try:
-        if text.lstrip().startswith(("[", "{")) and path.suffix == ".json":
+    numbered: list[tuple[str, Any]] = []
+    if path.suffix == ".json":
+        try:
             data = json.loads(text)
-            rows = list(data.values()) if isinstance(data, dict) else data
-        else:
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path} is not JSON lines: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path} is not JSON: {exc}") from None
+        rows = list(data.values()) if isinstance(data, dict) else data
+        if not isinstance(rows, list):
+            raise DatasetError(f"{path} must hold a list of predictions")
+        numbered = [(f"prediction {i}", r) for i, r in enumerate(rows, 1)]
+    else:
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                numbered.append((f"line {n}", json.loads(line)))
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{path}: line {n} is not JSON ({exc.msg}); predictions are "
+                                   "JSON lines") from None
     out: dict[str, dict[str, Any]] = {}
-    for i, row in enumerate(rows, 1):
-        if not isinstance(row, dict) or not isinstance(row.get("instance_id"), str):
-            raise DatasetError(f"{path}: prediction {i} has no instance_id (each line needs "
-                               "instance_id, model_name_or_path and model_patch)")
-        patch = row.get("model_patch")
+    for where, row in numbered:
+        if not isinstance(row, dict):
+            raise DatasetError(f"{path}: {where} is a {type(row).__name__}, not an object")
+        missing = [k for k in PREDICTION_KEYS if k not in row]
+        if missing:
+            raise DatasetError(f"{path}: {where} lacks {', '.join(missing)} (each prediction "
+                               f"needs {', '.join(PREDICTION_KEYS)})")
+        iid, patch = row["instance_id"], row["model_patch"]
+        if not isinstance(iid, str) or not iid:
+            raise DatasetError(f"{path}: {where}: instance_id is not a string")
         if patch is not None and not isinstance(patch, str):
-            raise DatasetError(f"{path}: model_patch of {row['instance_id']} is not a string")
-        out[row["instance_id"]] = {"instance_id": row["instance_id"],
-                                   "model_name_or_path": str(row.get("model_name_or_path")
-                                                             or "unknown"),
-                                   "model_patch": patch or ""}
+            raise DatasetError(f"{path}: {where}: model_patch of {iid} is not a string")
+        if iid in out:
+            raise DatasetError(f"{path}: {where}: {iid} is predicted twice")
+        out[iid] = {"instance_id": iid, "model_name_or_path": str(row["model_name_or_path"]),
+                    "model_patch": patch or ""}
     return out
 
 
-def evaluate_predictions(items: list[Instance | BadRow], predictions: dict[str, dict[str, Any]],
-                         specs: SpecTable, settings: SWEBenchSettings, out: Path,
-                         gold_check: bool = False,
-                         log: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Evaluate predictions as the official harness does, writing its per-instance logs and
-    its run report. ``gold_check`` also runs each instance with no patch and checks that gold
-    patches resolve and empty ones do not."""
-    out = Path(out)
-    logs = out / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    model = next(iter(predictions.values()))["model_name_or_path"] if predictions else "none"
-    results: dict[str, EvalResult] = {}
-    empties: dict[str, EvalResult] = {}
-    errors: dict[str, str] = {}
-    pythons: dict[str, dict[str, Any]] = {}
-    lock = threading.Lock()
-
-    def cached(folder: Path, patch: str) -> EvalResult | None:
-        f = folder / "result.json"
-        if f.exists():
-            r = EvalResult.from_dict(json.loads(f.read_text()))
-            if r.patch_sha == _sha(patch) and r.status != "error":
-                return r
-        return None
-
-    def run_one(inst: Instance, folder: Path, patch: str, spec: RepoSpec,
-                env: EnvInfo) -> EvalResult:
-        r = cached(folder, patch)
-        if r is None:
-            r = evaluate_patch(inst, spec, env.image, patch, settings.limits(),
-                               time_limit(settings, spec), folder)
-            (folder / "result.json").write_text(json.dumps(r.to_dict(), indent=2))
-        return r
-
-    def one(item: Instance | BadRow) -> None:
-        if isinstance(item, BadRow):
-            if gold_check or item.instance_id in predictions:
-                with lock:
-                    errors[item.instance_id] = item.error
-            return
-        pred = predictions.get(item.instance_id)
-        if pred is None:
-            return
-        patch = pred["model_patch"]
-        if gold_check and not patch.strip():
-            with lock:
-                errors[item.instance_id] = "the dataset row has no gold patch to check"
-            return
-        folder = logs / _folder_name(item.instance_id)
-        if not patch.strip() and not gold_check:
-            with lock:
-                results[item.instance_id] = EvalResult(item.instance_id, False, "empty_patch")
-            return
-        try:
-            spec = specs.get(item.repo, item.version)
-            env = prepare_environment(item, spec, settings, log or (lambda m: None))
-            with lock:
-                pythons[item.instance_id] = env.python.to_dict()
-            r = run_one(item, folder, patch, spec, env)
-            e = run_one(item, folder / "empty", "", spec, env) if gold_check else None
-        except (InstanceError, SpecError, SandboxError) as exc:
-            with lock:
-                errors[item.instance_id] = str(exc)
-            return
-        except Exception as exc:  # noqa: BLE001 - one instance never stops the others
-            with lock:
-                errors[item.instance_id] = f"{type(exc).__name__}: {exc}"
-            return
-        with lock:
-            if r.status == "error":
-                errors[item.instance_id] = r.error or "error"
-            results[item.instance_id] = r
-            if e is not None:
-                empties[item.instance_id] = e
-        if log:
-            log(f"[{item.instance_id}] {r.status}" + (f": {r.error}" if r.error else ""))
-
-    with ThreadPoolExecutor(max(1, settings.workers)) as ex:
-        list(ex.map(one, items))
-    ids = [x.instance_id for x in items]
-    submitted = [i for i in ids if i in predictions or (gold_check and i in errors)]
-    completed = [i for i in submitted if i in results and results[i].status in
-                 ("resolved", "unresolved")]
-    report: dict[str, Any] = {
-        "total_instances": len(ids),
-        "submitted_instances": len(submitted),
-        "completed_instances": len(completed),
-        "resolved_instances": sum(1 for i in completed if results[i].resolved),
-        "unresolved_instances": sum(1 for i in completed if not results[i].resolved),
-        "empty_patch_instances": sum(1 for i in submitted if i in results
-                                     and results[i].status == "empty_patch"),
-        "error_instances": len([i for i in ids if i in errors]),
-        "completed_ids": sorted(completed),
-        "incomplete_ids": sorted(i for i in ids if i not in predictions),
-        "empty_patch_ids": sorted(i for i in submitted if i in results
-                                  and results[i].status == "empty_patch"),
-        "submitted_ids": sorted(submitted),
-        "resolved_ids": sorted(i for i in completed if results[i].resolved),
-        "unresolved_ids": sorted(i for i in completed if not results[i].resolved),
-        "error_ids": sorted(i for i in ids if i in errors),
-        "schema_version": 2,
-        "errors": {i: errors[i] for i in sorted(errors)},
-        "python_mapped": {i: p["note"] for i, p in pythons.items() if not p["exact"]},
-        "model_name_or_path": model,
-        "run_id": settings.run_id,
-    }
-    if gold_check:
-        check = {}
-        for i in ids:
-            if i in results and i in empties and i not in errors:
-                check[i] = {"gold_resolved": results[i].resolved,
-                            "empty_resolved": empties[i].resolved,
-                            "ok": results[i].resolved and not empties[i].resolved}
-        report["gold_check"] = check
-        report["harness_ok"] = bool(check) and all(c["ok"] for c in check.values())
-    name = re.sub(r"[^\w.\-]", "_", model)
-    (out / f"{name}.{settings.run_id}.json").write_text(json.dumps(report, indent=2))
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    return report
-
-
-def gold_predictions(items: list[Instance | BadRow]) -> dict[str, dict[str, Any]]:
-    return {x.instance_id: {"instance_id": x.instance_id, "model_name_or_path": "gold",
-                            "model_patch": x.patch}
-            for x in items if isinstance(x, Instance)}
+from .swebench_eval import (  # noqa: E402, F401 - re-exported
+    evaluate_predictions,
+    gold_predictions,
+    gold_table,
+)

@@ -59,6 +59,34 @@ PYTEST_LAUNCHER = (
 packages installed into it)."""
 
 
+SERVICE_HOME = "$HOME/.patchswarm-services"
+
+
+@dataclass(frozen=True)
+class Service:
+    install: str
+    """Shell for the image build (network on): the service in a virtual environment of its
+    own, so its dependencies never meet the repository's."""
+    start: str
+    """Shell before the test command: start it on loopback, wait until it answers, export
+    the variable the suite reads."""
+
+
+_HTTPBIN = f"{SERVICE_HOME}/httpbin"
+SERVICES = {
+    # requests' old suites build every URL from HTTPBIN_URL (default http://httpbin.org/).
+    "httpbin": Service(
+        install=f"/usr/bin/python3 -m venv {_HTTPBIN} && {_HTTPBIN}/bin/python -m pip install "
+                "-q httpbin==0.10.4",
+        start=f"({_HTTPBIN}/bin/python -m httpbin.core --host 127.0.0.1 --port 8765 "
+              ">/tmp/httpbin.log 2>&1 &); for i in $(seq 100); do "
+              f"{_HTTPBIN}/bin/python -c \"import urllib.request; "
+              "urllib.request.urlopen('http://127.0.0.1:8765/get', timeout=1)\" 2>/dev/null "
+              "&& break; sleep 0.1; done; export HTTPBIN_URL=http://127.0.0.1:8765/"),
+}
+"""Network services a suite needs, served locally (see ``RepoSpec.services``)."""
+
+
 class SpecError(Exception):
     """No specification for an instance's repository and version; the message says what to do."""
 
@@ -80,6 +108,9 @@ class RepoSpec:
     eval_env: dict[str, str] = field(default_factory=dict)
     """Environment for the test command (SWE-bench's ``eval_commands`` exports)."""
     test_timeout: float = 1800.0
+    services: tuple[str, ...] = ()
+    """Local stand-ins for network services the suite calls (``SERVICES``): installed at build
+    time, started on the sandbox's loopback before the tests (the network stays off)."""
     notes: tuple[str, ...] = ()
     """What differs from the official harness for this spec."""
 
@@ -93,6 +124,10 @@ class RepoSpec:
         self.pip_packages = tuple(self.pip_packages)
         self.requirements = tuple(self.requirements)
         self.notes = tuple(self.notes)
+        self.services = tuple(self.services)
+        unknown = [x for x in self.services if x not in SERVICES]
+        if unknown:
+            raise SpecError(f"unknown services {unknown}; known: {sorted(SERVICES)}")
 
     def install_script(self) -> str:
         """One shell line for the image build (run in the repository as the sandbox user)."""
@@ -242,7 +277,8 @@ def _table() -> dict[str, dict[str, RepoSpec]]:
          "2.5", "2.7", "2.8", "2.9", "2.10", "2.11", "2.12", "2.17", "2.18", "2.19", "2.22",
          "2.26", "2.25", "2.27", "2.31", "3.0"],
         python="3.9", test_cmd=TEST_PYTEST, install="python -m pip install .",
-        pip_packages=("pytest",))
+        pip_packages=("pytest",), services=("httpbin",),
+        notes=("HTTPBIN_URL points at httpbin served on the sandbox's loopback",))
 
     t["pydata/xarray"] = _many(
         ["0.12", "0.18", "0.19", "0.20", "2022.03", "2022.06", "2022.09", "2023.07", "2024.05"],
@@ -560,7 +596,9 @@ def directives_for_files(files: list[str], style: str) -> list[str]:
     """Test arguments for test files, as SWE-bench's ``get_test_directives`` makes them."""
     out = [f for f in files if not any(f.endswith(ext) for ext in NON_TEST_EXTS)]
     if style == "django":
-        out = [django_label(f) for f in out if is_django_test_file(f)]
+        # Every touched file becomes a label, as the harness makes them (a non-test module
+        # such as ``tests/admin_views/models.py`` too: runtests.py imports it as a label).
+        out = [django_label(f) for f in out]
     return list(dict.fromkeys(out))
 
 
@@ -573,8 +611,15 @@ def test_command(spec: RepoSpec, directives: list[str]) -> str:
     return " ".join([spec.test_cmd, *(shlex.quote(d) for d in directives)])
 
 
+CA_VARIABLES = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+"""Set in an image built with ``--ca-bundle`` for its build; a test run unsets them (it has no
+network, and a suite must not see a CA bundle the official harness does not give it)."""
+
+
 def env_prefix(spec: RepoSpec) -> str:
-    return "".join(f"export {k}={shlex.quote(v)}; " for k, v in spec.eval_env.items())
+    return f"unset {' '.join(CA_VARIABLES)}; " + "".join(
+        f"export {k}={shlex.quote(v)}; " for k, v in spec.eval_env.items()) + "".join(
+        f"{SERVICES[x].start}; " for x in spec.services)
 
 
 def with_python(spec: RepoSpec, python: str) -> RepoSpec:

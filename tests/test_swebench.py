@@ -68,18 +68,24 @@ def test_lite_rows_parse_and_directives_follow_swebench():
     labels = specs.test_directives(django.test_patch, spec.directives)
     assert labels and all("/" not in d and not d.endswith(".py") for d in labels)
     prep, cmd = sb.eval_script(django, spec)
-    assert cmd == ("export LANG=C.UTF-8; export LC_ALL=C.UTF-8; export PYTHONIOENCODING=utf8; "
+    assert cmd == ("echo '>>>>> Start Test Output'; "
+                   "unset PIP_CERT SSL_CERT_FILE REQUESTS_CA_BUNDLE CURL_CA_BUNDLE; "
+                   "export LANG=C.UTF-8; export LC_ALL=C.UTF-8; export PYTHONIOENCODING=utf8; "
                    "./tests/runtests.py --verbosity 2 --settings=test_sqlite --parallel 1 "
-                   "auth_tests.test_validators")
+                   "auth_tests.test_validators; rc=$?; echo '>>>>> End Test Output'; "
+                   'echo ">>>>> Test Exit Code: $rc"')
+    # Django labels come from every file the test patch touches, as the harness makes them.
+    many = by_id["django__django-11905"]
+    assert specs.test_directives(many.test_patch, "django") == ["lookup.models", "lookup.tests"]
     assert "git apply -v /tmp/patchswarm/test.patch" in prep
     sympy = next(x for x in items if x.repo == "sympy/sympy")
     sspec = table.get(sympy.repo, sympy.version)
-    assert sb.eval_script(sympy, sspec)[1].startswith(
+    assert sb.eval_script(sympy, sspec)[1].split("CURL_CA_BUNDLE; ")[1].startswith(
         "PYTHONWARNINGS='ignore::UserWarning,ignore::SyntaxWarning' bin/test -C --verbose "
         "sympy/")
     astropy = by_id["astropy__astropy-12907"]
-    assert sb.eval_script(astropy, table.get(astropy.repo, astropy.version))[1] == \
-        "pytest -rA astropy/modeling/tests/test_separable.py"
+    assert "CURL_CA_BUNDLE; pytest -rA astropy/modeling/tests/test_separable.py; rc=$?" in \
+        sb.eval_script(astropy, table.get(astropy.repo, astropy.version))[1]
     assert specs.choose_python(table.get(django.repo, django.version).python).used == "3.9"
 
 
@@ -195,7 +201,12 @@ def test_bad_rows_get_a_clear_error_each():
 def test_dataset_and_predictions_files(tmp_path):
     with pytest.raises(sb.DatasetError, match="not found"):
         sb.load_dataset(str(tmp_path / "none.jsonl"))
+    # A file that is not JSON lines is refused up front, naming the line.
     (tmp_path / "test.jsonl").write_text(json.dumps(good_row()) + "\n\n{broken\n")
+    with pytest.raises(sb.DatasetError, match=r"test.jsonl:3 is not JSON"):
+        sb.load_dataset(str(tmp_path))
+    (tmp_path / "test.jsonl").write_text(json.dumps(good_row()) + "\n\n"
+                                         + json.dumps(good_row(instance_id="x", repo="x")))
     rows = sb.load_dataset(str(tmp_path))  # a folder holding SPLIT.jsonl
     items = sb.parse_rows(rows)
     assert isinstance(items[0], sb.Instance) and isinstance(items[1], sb.BadRow)
@@ -203,15 +214,33 @@ def test_dataset_and_predictions_files(tmp_path):
     assert sb.select_instances(items, [r"me__tool-\d"]) == items[:1]
     with pytest.raises(sb.DatasetError, match="no instances me__tool-9"):
         sb.select_instances(items, ["me__tool-9"])
+    # Predictions: as strict as the official loader; null or "" is an empty patch.
     preds = tmp_path / "p.jsonl"
     preds.write_text(json.dumps({"instance_id": "a", "model_name_or_path": "m",
                                  "model_patch": None}) + "\n")
     assert sb.load_predictions(preds)["a"]["model_patch"] == ""
-    (tmp_path / "p.json").write_text(json.dumps([{"instance_id": "b", "model_patch": "x"}]))
-    assert sb.load_predictions(tmp_path / "p.json")["b"]["model_name_or_path"] == "unknown"
-    preds.write_text('{"model_patch": "x"}\n')
-    with pytest.raises(sb.DatasetError, match="has no instance_id"):
-        sb.load_predictions(preds)
+    (tmp_path / "p.json").write_text(json.dumps([{"instance_id": "b", "model_patch": "x",
+                                                  "model_name_or_path": "m"}]))
+    assert sb.load_predictions(tmp_path / "p.json")["b"]["model_name_or_path"] == "m"
+    for text, message in (
+            ('{"model_patch": "x", "model_name_or_path": "m"}', "line 2 lacks instance_id"),
+            ('{"instance_id": "a", "model_name_or_path": "m"}', "line 2 lacks model_patch"),
+            ('{"instance_id": "a", "model_patch": "x"}', "line 2 lacks model_name_or_path"),
+            ("not json", "line 2 is not JSON"),
+            ('{"instance_id": "z", "model_patch": "", "model_name_or_path": "m"}',
+             "z is predicted twice")):
+        first = '{"instance_id": "z", "model_patch": "", "model_name_or_path": "m"}\n'
+        preds.write_text(first + text + "\n")
+        with pytest.raises(sb.DatasetError, match=message):
+            sb.load_predictions(preds)
+    # Through the command: a clear error and a non-zero exit, before anything runs.
+    preds.write_text('{"instance_id": "me__tool-1", "model_patch": "x"}\n')
+    (tmp_path / "test.jsonl").write_text(json.dumps(good_row()) + "\n")
+    res = cli("eval", "--dataset", str(tmp_path / "test.jsonl"), "--predictions", str(preds))
+    assert res.exit_code != 0 and "line 1 lacks model_name_or_path" in res.output
+    (tmp_path / "bad.jsonl").write_text("this is not json\n")
+    res = cli("run", "--dataset", str(tmp_path / "bad.jsonl"), "--replay", str(preds))
+    assert res.exit_code != 0 and "bad.jsonl:1 is not JSON" in res.output
 
 
 def test_related_tests_are_found_by_name():
