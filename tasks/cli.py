@@ -137,20 +137,107 @@ class _Commands(click.Group):
         self._load()
         return super().get_command(ctx, name)
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Commands grouped by what a user does, each with its one-line summary and an
+        example; a command no group names is listed under "other"."""
+        self._load()
+        listed: set[str] = set()
+        for title, entries in COMMAND_GROUPS:
+            lines = []
+            for name, example in entries:
+                cmd = self.get_command(ctx, name)
+                if cmd is None or cmd.hidden:
+                    continue
+                listed.add(name)
+                lines.append(f"{name:<9} {cmd.get_short_help_str(64)}\n"
+                             f"{'':<9}   $ {example}\n")
+            if lines:
+                with formatter.section(title):
+                    for line in lines:
+                        formatter.write(" " * formatter.current_indent + line.replace(
+                            "\n" + " " * 9, "\n" + " " * (formatter.current_indent + 9)))
+        rest = [(n, self.get_command(ctx, n)) for n in self.list_commands(ctx)
+                if n not in listed]
+        rows = [(n, c.get_short_help_str(70)) for n, c in rest if c is not None and not c.hidden]
+        if rows:
+            with formatter.section("Other commands"):
+                formatter.write_dl(rows)
 
-@click.group(cls=_Commands)
+
+COMMAND_GROUPS: list[tuple[str, list[tuple[str, str]]]] = [
+    ("Repair a repository", [
+        ("repair", "patchswarm repair --repo . --issue issue.md --test 'python -m pytest -q'"),
+        ("demo", "patchswarm demo -n 8"),
+        ("view", "patchswarm view patchswarm-runs/gradebook-average"),
+        ("status", "patchswarm status patchswarm-runs/gradebook-average"),
+    ]),
+    ("At scale", [
+        ("batch", "patchswarm batch spec.yaml --work-dir batch-work"),
+        ("swebench", "patchswarm swebench run --dataset lite.jsonl --repos-dir mirrors -n 8"),
+        ("bot", "patchswarm bot serve --app-id 123 --private-key-file app.pem"),
+    ]),
+    ("Research", [
+        ("solve", "patchswarm solve --strategy majority,beam -n 8"),
+        ("prove", "patchswarm prove --dataset minif2f-rocq -n 8"),
+        ("verify", "patchswarm verify --verifier math --problem gold.txt --candidate answer.txt"),
+        ("bench", "patchswarm bench sampling --json"),
+    ]),
+    ("Operate", [
+        ("worker", "patchswarm worker -Q verify --broker redis://127.0.0.1:6379/0"),
+        ("sandbox", "patchswarm sandbox prune --budget 20"),
+    ]),
+]
+"""``patchswarm --help`` lists the commands in these groups, each with an example."""
+
+MAIN_EPILOG = """\b
+Environment:
+  PATCHSWARM_MODEL     the default --model
+  PATCHSWARM_API_KEY   the API key sent to --endpoint (else OPENAI_API_KEY)
+  PATCHSWARM_BROKER    the default --broker of `worker`
+  PATCHSWARM_HOME      caches: models, images, verdicts (default ~/.cache/patchswarm)
+
+\b
+Shell completion (bash; zsh and fish alike with zsh_source / fish_source):
+  eval "$(_PATCHSWARM_COMPLETE=bash_source patchswarm)"
+"""
+
+
+@click.group(cls=_Commands, epilog=MAIN_EPILOG,
+             context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(package_name="patchswarm")
 def main() -> None:
-    """patchswarm: sample many candidate patches, verify each in a sandbox, rank what passed."""
+    """patchswarm: sample many candidate patches, verify each in a sandbox, rank what passed.
+
+    Every command takes -h for its options and an example."""
     signal.signal(signal.SIGTERM, _terminate)
 
 
 model_option = click.option("--model", default=None,
-                            help="Model name or Hugging Face folder (default: the embedded "
+                            help="Model name or Hugging Face folder (default: "
+                                 "$PATCHSWARM_MODEL, else the embedded "
                                  "Qwen2.5-Coder-1.5B-Instruct).")
-endpoint_option = click.option("--endpoint", default=None,
+
+
+def check_endpoint(ctx: click.Context | None, param: click.Parameter | None,
+                   value: str | None) -> str | None:
+    """An --endpoint must be an http(s) URL with a host: refused before any work starts."""
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise click.BadParameter(
+            f"{value!r} is not a server address; give an http(s) URL such as "
+            "http://127.0.0.1:8000/v1", ctx=ctx, param=param)
+    return value
+
+
+endpoint_option = click.option("--endpoint", default=None, callback=check_endpoint,
+                               metavar="URL",
                                help="An OpenAI-compatible server (e.g. http://host:8000/v1) "
-                                    "instead of the in-process engine.")
+                                    "instead of the in-process engine. Its API key is read "
+                                    "from $PATCHSWARM_API_KEY, else $OPENAI_API_KEY.")
 broker_option = click.option("--broker", default=None,
                              help="Run on Celery workers through this Redis broker "
                                   "(redis://host:6379/0); without it, everything runs here.")
@@ -174,7 +261,8 @@ def _orchestrator(broker: str | None):  # noqa: ANN202
 @click.option("--issue", "issue", required=True, type=click.Path(path_type=Path),
               help="A file holding the issue text.")
 @click.option("--test", "test", required=True, help="The test command that shows the bug.")
-@click.option("-n", "n", default=8, show_default=True, help="Samples to draw.")
+@click.option("-n", "n", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Samples to draw.")
 @model_option
 @endpoint_option
 @broker_option
@@ -185,10 +273,13 @@ def _orchestrator(broker: str | None):  # noqa: ANN202
 @click.option("--apply", "apply_", is_flag=True,
               help="Apply the chosen patch to the repository's working tree.")
 @click.option("--allow-dirty", is_flag=True, help="Repair HEAD even if the tree has changes.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--temperature", default=0.8, show_default=True)
+@click.option("--seed", default=0, show_default=True,
+              help="Seed of the first sample; sample i uses seed + i, so a run repeats.")
+@click.option("--temperature", default=0.8, show_default=True, type=click.FloatRange(min=0),
+              help="Sampling temperature (0: greedy, every sample alike).")
 @click.option("--format", "fmt", default="auto",
-              type=click.Choice(["auto", "whole_file", "search_replace", "udiff"]))
+              type=click.Choice(["auto", "whole_file", "search_replace", "udiff"]),
+              help="How the model writes its edit; auto picks by file size.")
 @click.option("--install", default="", help="An install step run once in the image.")
 @click.option("--base-image", default=None, help="A registry image to build on instead.")
 @click.option("--ca-bundle", is_flag=True, help="Pass the host's CA bundle into image builds.")
@@ -196,7 +287,7 @@ def _orchestrator(broker: str | None):  # noqa: ANN202
               type=click.Choice(["best_of_n", "until_verified", "refine"]),
               help="until_verified: rounds of n until one passes; refine: the same, feeding "
                    "failing test output back to the model.")
-@click.option("--rounds", default=1, show_default=True,
+@click.option("--rounds", default=1, show_default=True, type=click.IntRange(min=1),
               help="Most rounds for until_verified and refine.")
 @click.option("--judge", is_flag=True,
               help="Break ties among verified changes with equal votes by asking the model "
@@ -207,7 +298,18 @@ def repair(repo: Path, issue: Path, test: str, n: int, model: str | None,
            run_dir: Path | None, apply_: bool, allow_dirty: bool, seed: int,
            temperature: float, fmt: str, install: str, base_image: str | None,
            ca_bundle: bool, strategy: str, rounds: int, judge: bool, as_json: bool) -> None:
-    """Repair a local git repository. Its working tree is never touched unless --apply."""
+    """Repair a local git repository. Its working tree is never touched unless --apply.
+
+    Samples -n candidate changes from the model, verifies each distinct one by running
+    --test in a sandbox, and picks the verified change with the most votes. The run folder
+    (--run-dir) keeps everything; `patchswarm view` shows it.
+
+    \b
+    Examples:
+      patchswarm repair --repo . --issue issue.md --test 'python -m pytest -q tests'
+      patchswarm repair --repo . --issue issue.md --test 'pytest -q' -n 32 \\
+          --endpoint http://127.0.0.1:8000/v1 --strategy until_verified --rounds 3
+    """
     from .distributed import BrokerError
     from .problem import local_problem
     from .runner import repair as run_repair
@@ -215,8 +317,10 @@ def repair(repo: Path, issue: Path, test: str, n: int, model: str | None,
     if judge and broker:
         _fail("--judge runs with the in-process runner; leave out --broker")
     orch = _orchestrator(broker)
+    if issue.is_dir():
+        _fail(f"--issue {issue} is a folder; give the file that holds the issue text")
     if not issue.is_file():
-        _fail(f"issue file {issue} not found")
+        _fail(f"--issue {issue} not found: give a file that holds the issue text")
     try:
         problem = local_problem(repo, issue.read_text(), test, base=base,
                                 allow_dirty=allow_dirty, files=list(files), install=install)
@@ -278,16 +382,25 @@ def _print_results(results: list) -> None:  # noqa: ANN001
 @main.command()
 @click.option("--examples", default=None,
               help="Comma-separated example ids, or 'all' (default: the demo set).")
-@click.option("-n", "n", default=8, show_default=True, help="Samples per problem.")
+@click.option("-n", "n", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Samples per problem.")
 @model_option
 @endpoint_option
 @broker_option
-@click.option("--run-dir", type=click.Path(path_type=Path), default=None)
-@click.option("--seed", default=0, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--run-dir", type=click.Path(path_type=Path), default=None,
+              help="Where the runs go, one folder per example (default: "
+                   "patchswarm-runs/demo-MODEL-nN-sSEED); the same folder resumes.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the first sample.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def demo(examples: str | None, n: int, model: str | None, endpoint: str | None,
          broker: str | None, run_dir: Path | None, seed: int, as_json: bool) -> None:
-    """Repair the bundled example problems with the default model and print what happened."""
+    """Repair the bundled example problems with the default model and print what happened.
+
+    \b
+    Examples:
+      patchswarm demo
+      patchswarm demo --examples all -n 16 --endpoint http://127.0.0.1:8000/v1
+    """
     from patchswarm.tasks import examples as ex
 
     from .distributed import BrokerError
@@ -358,15 +471,27 @@ def demo(examples: str | None, n: int, model: str | None, endpoint: str | None,
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path(path_type=Path, exists=True))
-@click.option("--json", "as_json", is_flag=True)
+@click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 def status(run_dir: Path, as_json: bool) -> None:
-    """Show the progress of a run folder."""
-    from .store import RunStore
+    """Show the progress of a run folder: one row per problem run found in it.
 
-    store = RunStore(run_dir)
-    dirs = [run_dir] if (run_dir / "run.json").exists() else sorted(
-        p.parent for p in run_dir.glob("*/run.json"))
+    RUN_DIR is a repair run, or a folder holding several (demo, batch work folder,
+    SWE-bench run, prove run). A run counts as done only when its summary is newer than
+    everything the run writes as it goes, so a rerun that stopped early is not done.
+
+    \b
+    Example:
+      patchswarm status patchswarm-runs/gradebook-average
+    """
+    from .store import RunStore
+    from .viewer.problem import finished
+
+    dirs = problem_runs(run_dir)
+    if not dirs:
+        _fail(f"{run_dir} holds no run (no candidates.jsonl or run.json of a problem, nor "
+              "folders holding them): give a folder that repair, demo, batch, swebench run "
+              "or prove wrote")
     rows = []
     for d in dirs:
         s = RunStore(d)
@@ -376,14 +501,13 @@ def status(run_dir: Path, as_json: bool) -> None:
         distinct = {c["key"] for c in cands if c.get("key")}
         rows.append({
             "run": str(d),
-            "wanted": run.get("settings", {}).get("n"),
+            "wanted": (run.get("settings") or {}).get("n"),
             "sampled": len(cands),
             "distinct": len(distinct),
             "verified": sum(1 for k in distinct if k in verdicts),
             "passed": sum(1 for k in distinct if verdicts.get(k, {}).get("status") == "passed"),
-            "done": (d / "summary.json").exists(),
+            "done": finished(d) or finished(d, "result.json"),
         })
-    del store
     if as_json:
         out.print_json(json.dumps(rows))
         return
@@ -394,6 +518,35 @@ def status(run_dir: Path, as_json: bool) -> None:
         table.add_row(*(str(r[c]) for c in ("run", "wanted", "sampled", "distinct",
                                              "verified", "passed", "done")))
     out.print(table)
+
+
+_NOT_RUNS = {"clones", "repos", "eval", "patches", "results", ".git", "logs"}
+
+
+def problem_runs(folder: Path, depth: int = 3) -> list[Path]:
+    """The problem run folders at or under ``folder`` (a repair run, or the runs nested in a
+    demo, batch, SWE-bench or prove folder), in path order."""
+    def is_run(d: Path) -> bool:
+        if (d / "candidates.jsonl").exists():
+            return True
+        try:
+            run = json.loads((d / "run.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(run, dict) and "problem" in run
+
+    if is_run(folder):
+        return [folder]
+    found: list[Path] = []
+    if depth > 0:
+        try:
+            subs = sorted(p for p in folder.iterdir()
+                          if p.is_dir() and not p.is_symlink() and p.name not in _NOT_RUNS)
+        except OSError:
+            return []
+        for sub in subs:
+            found += problem_runs(sub, depth - 1)
+    return found
 
 
 def _add_commands() -> None:

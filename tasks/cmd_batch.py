@@ -70,8 +70,10 @@ def print_summary(summary: dict) -> None:
 @model_option
 @endpoint_option
 @broker_option
-@click.option("--seed", type=int, default=None)
-@click.option("--temperature", type=float, default=None)
+@click.option("--seed", type=int, default=None,
+              help="Seed of each problem's first sample (default: the spec's, else 0).")
+@click.option("--temperature", type=float, default=None,
+              help="Sampling temperature (default: the spec's, else 0.8).")
 @click.option("--in-place", is_flag=True,
               help="Also add each solved problem's branch patchswarm/<id> to the user's own "
                    "(local) repository. Only the branch is written; no working tree changes.")
@@ -90,7 +92,32 @@ def batch(spec_path: Path, work_dir: Path | None, n: int | None, model: str | No
 
     Each solved problem gets a branch patchswarm/<id> in the clone (under --work-dir) holding
     the best verified patch, and the patch file patches/<id>.patch. Finished problems are
-    skipped when the command runs again.
+    skipped when the command runs again; `patchswarm view WORK_DIR` shows the batch.
+
+    \b
+    The spec (YAML):
+      settings:                 # optional; command-line options win
+        n: 8                    # also seed, temperature, top_p, max_tokens, format,
+                                # model, endpoint, verify_workers, python
+      repos:                    # optional names for repositories problems share
+        shop: ../shop           # a local path (from the spec's folder) or a git URL
+        api: {url: https://github.com/org/api.git, install: "pip install -e ."}
+      problems:
+        - id: shop-rounding     # letters, digits, '.', '_', '-': names a branch
+          repo: shop            # a name from repos:, a local path or a git URL
+          base: main            # optional: commit or branch (default HEAD)
+          issue: |              # or issue_file: issues/rounding.md
+            Totals are off by a cent ...
+          test: python -m pytest -q tests   # and/or fail_to_pass: [tests/test_x.py::t]
+          files: [shop/cart.py] # optional: the files to show the model
+          install: pip install -e .         # optional; also python, pass_to_pass,
+                                            # test_timeout
+
+    \b
+    Examples:
+      patchswarm batch spec.yaml --check
+      patchswarm batch spec.yaml --work-dir batch-work -n 16
+      patchswarm batch spec.yaml --broker redis://127.0.0.1:6379/0 --in-place
     """
     try:
         spec = load_spec(spec_path)

@@ -10,7 +10,13 @@ import click
 
 @click.group()
 def bench() -> None:
-    """Benchmarks: speed targets are measured here, never in timed tests."""
+    """Benchmarks: speed targets are measured here, never in timed tests.
+
+    \b
+    Examples:
+      patchswarm bench sampling --json
+      patchswarm bench sandbox -n 20
+    """
 
 
 def register(cmd: click.Command) -> None:

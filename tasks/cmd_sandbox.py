@@ -36,13 +36,24 @@ def _engine_or_exit() -> None:
 
 @click.group()
 def sandbox() -> None:
-    """Sandbox images and containers."""
+    """Sandbox images and containers.
+
+    \b
+    Examples:
+      patchswarm sandbox images
+      patchswarm sandbox prune --budget 20
+    """
 
 
 @sandbox.command("images")
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def sandbox_images(as_json: bool) -> None:
-    """List the cached images: tag, kind, size, last use."""
+    """List the cached images: tag, kind, size, last use.
+
+    \b
+    Example:
+      patchswarm sandbox images --json
+    """
     from patchswarm.sandbox.imagecache import budget_from_env, list_images, total_size
 
     _engine_or_exit()
@@ -73,11 +84,17 @@ def sandbox_images(as_json: bool) -> None:
 @click.option("--all", "remove_all", is_flag=True,
               help="Remove every cached image that no container uses.")
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
 def sandbox_prune(budget_gb: float | None, remove_all: bool, dry_run: bool,
                   as_json: bool) -> None:
     """Remove cached images, least recently used first. Images that a container uses, or
-    that other cached images are built on, stay."""
+    that other cached images are built on, stay.
+
+    \b
+    Examples:
+      patchswarm sandbox prune --budget 20 --dry-run
+      patchswarm sandbox prune --all
+    """
     from patchswarm.sandbox.imagecache import budget_from_env, prune
 
     try:
@@ -105,7 +122,12 @@ def sandbox_prune(budget_gb: float | None, remove_all: bool, dry_run: bool,
 @sandbox.command("reap")
 @click.option("--all", "all_", is_flag=True, help="Also remove those of running processes.")
 def sandbox_reap(all_: bool) -> None:
-    """Remove sandbox containers left behind by crashed runs."""
+    """Remove sandbox containers left behind by crashed runs.
+
+    \b
+    Example:
+      patchswarm sandbox reap
+    """
     from patchswarm.sandbox.container import reap
 
     _engine_or_exit()
@@ -114,13 +136,19 @@ def sandbox_reap(all_: bool) -> None:
 
 @click.command("sandbox")
 @click.option("-n", "n", default=20, show_default=True, help="Candidates per path.")
-@click.option("--python", default="3.11", show_default=True)
+@click.option("--python", default="3.11", show_default=True,
+              help="Python version of the sandbox image.")
 @click.option("--base-image", default=None, help="A registry image to build on instead.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the measurements as JSON.")
 def bench_sandbox(n: int, python: str, base_image: str | None,
                   as_json: bool) -> None:
     """Per-candidate cost: a fresh container with the install re-run (the SWE-bench
-    harness's way), patchswarm's warm path, and the bare test command."""
+    harness's way), patchswarm's warm path, and the bare test command.
+
+    \b
+    Example:
+      patchswarm bench sandbox -n 20 --json
+    """
     from .sandbox_bench import run_bench
 
     _engine_or_exit()

@@ -75,7 +75,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
 @click.option("--strategy", "strategy", multiple=True, default=("majority",),
               show_default=True,
               help="best_of_n, majority, weighted, beam or dvts (repeatable, or comma-separated).")
-@click.option("-n", "n", default=8, show_default=True,
+@click.option("-n", "n", default=8, show_default=True, type=click.IntRange(min=1),
               help="Budget: samples (best_of_n, majority, weighted) or beams (beam, dvts).")
 @model_option
 @endpoint_option
@@ -99,9 +99,11 @@ def _user_errors() -> tuple[type[Exception], ...]:
 @click.option("--step-tokens", default=256, show_default=True,
               help="Beam search and DVTS: at most this many tokens per step.")
 @click.option("--max-tokens", default=1024, show_default=True, help="Tokens per solution.")
-@click.option("--temperature", default=0.8, show_default=True)
-@click.option("--top-p", default=0.95, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--temperature", default=0.8, show_default=True, type=click.FloatRange(min=0),
+              help="Sampling temperature.")
+@click.option("--top-p", default=0.95, show_default=True,
+              type=click.FloatRange(0, 1, min_open=True), help="Nucleus sampling: top-p.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the first sample.")
 @click.option("--lam", default=1.0, show_default=True,
               help="Cost of a token the scorer reads, relative to a generated token (the λ "
                    "weight in C(S,V) = S(1 + λV)).")
@@ -116,7 +118,14 @@ def solve(dataset: Path | None, strategy: tuple[str, ...], n: int, model: str | 
           limit: int | None, problem_ids: tuple[str, ...], width: int, max_steps: int,
           step_tokens: int, max_tokens: int, temperature: float, top_p: float, seed: int,
           lam: float, no_ladder: bool, replay: Path | None, as_json: bool) -> None:
-    """Solve math problems with a search strategy; report accuracy against budget."""
+    """Solve math problems with a search strategy; report accuracy against budget.
+
+    \b
+    Examples:
+      patchswarm solve --strategy majority,beam -n 8
+      patchswarm solve --dataset gsm8k.jsonl --limit 50 --strategy weighted \\
+          --endpoint http://127.0.0.1:8000/v1
+    """
     from .solve import (
         SolveSettings,
         bundled_dataset,
@@ -168,7 +177,8 @@ def solve(dataset: Path | None, strategy: tuple[str, ...], n: int, model: str | 
 @click.command()
 @click.option("--dataset", required=True, type=click.Path(path_type=Path),
               help="A folder of Coq .v files, each stating one theorem (e.g. miniF2F in Coq).")
-@click.option("-n", "n", default=8, show_default=True, help="Samples per statement.")
+@click.option("-n", "n", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Samples per statement.")
 @model_option
 @endpoint_option
 @click.option("--run-dir", type=click.Path(path_type=Path), default=None,
@@ -177,9 +187,11 @@ def solve(dataset: Path | None, strategy: tuple[str, ...], n: int, model: str | 
 @click.option("--limit", type=int, default=None, help="Only the first K statements.")
 @click.option("--problem", "problem_ids", multiple=True, help="Only this statement "
                                                                "(repeatable).")
-@click.option("--max-tokens", default=1024, show_default=True)
-@click.option("--temperature", default=0.8, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--max-tokens", default=1024, show_default=True, type=click.IntRange(min=1),
+              help="Tokens per proof.")
+@click.option("--temperature", default=0.8, show_default=True, type=click.FloatRange(min=0),
+              help="Sampling temperature.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the first sample.")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds per coqc run.")
 @click.option("--workers", default=2, show_default=True, help="Proofs checked at once.")
 @click.option("--replay", type=click.Path(path_type=Path), default=None,
@@ -189,7 +201,13 @@ def prove(dataset: Path, n: int, model: str | None, endpoint: str | None,
           run_dir: Path | None, limit: int | None, problem_ids: tuple[str, ...],
           max_tokens: int, temperature: float, seed: int, timeout: float, workers: int,
           replay: Path | None, as_json: bool) -> None:
-    """Prove Coq theorems by sampling; each proof is checked by Coq in a sandbox."""
+    """Prove Coq theorems by sampling; each proof is checked by Coq in a sandbox.
+
+    \b
+    Examples:
+      patchswarm prove --dataset minif2f-rocq --limit 20 -n 8
+      patchswarm view patchswarm-runs/prove-minif2f-rocq
+    """
     from .prove import ProveSettings, load_coq_dataset
     from .prove import prove as run_prove
 

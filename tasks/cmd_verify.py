@@ -141,7 +141,14 @@ def _print_verdict(verdict: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 def verify(verifier_name: str, problem_path: Path, candidate_path: Path,
            options: tuple[str, ...], as_json: bool) -> None:
-    """Check one candidate against one problem and print the verdict."""
+    """Check one candidate against one problem and print the verdict.
+
+    \b
+    Examples:
+      patchswarm verify --verifier math --problem gold.txt --candidate answer.txt
+      patchswarm verify --verifier pytest --problem problem.json --candidate fix.patch
+      patchswarm verify --verifier coq --problem thm.v --candidate proof.v -o timeout=30
+    """
     from patchswarm.sandbox.engine import SandboxError
     from patchswarm.verifiers.registry import UnknownVerifier, load
 
@@ -177,7 +184,12 @@ def verify(verifier_name: str, problem_path: Path, candidate_path: Path,
 def bench_coq_statements(folder: Path, jobs: int, timeout: float, as_json: bool) -> None:
     """Compile every Coq statement under FOLDER (with Proof. Admitted.) in one sandbox and
     count how many compile: those that do not are reported as "statement does not compile"
-    by the coq verifier."""
+    by the coq verifier.
+
+    \b
+    Example:
+      patchswarm bench coq-statements minif2f-rocq/valid -j 2
+    """
     from patchswarm.sandbox.container import Limits, Sandbox
     from patchswarm.sandbox.engine import SandboxError
     from patchswarm.verifiers.coq import (

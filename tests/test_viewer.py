@@ -20,29 +20,16 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from viewer_runs import EXAMPLE, make_repair_run
 
 from patchswarm.agent.sampler import ReplaySampler
 from patchswarm.tasks import examples
-from patchswarm.tasks.problem import local_problem
 from patchswarm.tasks.runner import RepairSettings, repair
 
 pytestmark = pytest.mark.docker
 
-EXAMPLE = "gradebook-average"
 CHROMIUM = os.environ.get("PATCHSWARM_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("PATCHSWARM_CHROMEDRIVER", "/usr/bin/chromedriver")
-
-
-class SlowReplay(ReplaySampler):
-    """Recorded completions that take a little time, so sampling has a measured cost."""
-
-    def sample(self, messages, params):  # noqa: ANN001, ANN201
-        time.sleep(0.3)
-        return super().sample(messages, params)
-
-
-def _whole_file(text: str) -> str:
-    return f"Here is the fix.\n\ngradebook.py\n```python\n{text}```\n"
 
 
 @pytest.fixture(scope="module")
@@ -50,25 +37,7 @@ def run_dir(tmp_path_factory, base_image) -> Path:
     """A finished repair: 5 samples, 2 with no usable edit, 2 distinct changes (one passes,
     with 2 votes), verified in Docker."""
     tmp = tmp_path_factory.mktemp("viewer-run")
-    gold = examples.materialise(EXAMPLE, tmp / "gold")
-    before = (gold / "gradebook.py").read_text()
-    fix = examples.load_example(EXAMPLE)["root"] / "fix.patch"
-    subprocess.run(["git", "-C", str(gold), "apply", str(fix)], check=True)
-    after = (gold / "gradebook.py").read_text()
-    wrong = before.replace("return sum(scores) // len(scores)",
-                           "return round(sum(scores) // len(scores))")
-    texts = [_whole_file(after), "I cannot help with that.", _whole_file(wrong),
-             _whole_file(after.replace("return sum(scores) / len(scores)",
-                                       "return sum(scores) / len(scores)  # true division")),
-             _whole_file(before)]
-    meta = examples.load_example(EXAMPLE)
-    repo = examples.materialise(EXAMPLE, tmp / "repo")
-    problem = local_problem(repo, meta["issue"], meta["test_command"], problem_id=EXAMPLE,
-                            files=meta["files"])
-    sampler = SlowReplay([{"text": t, "completion_tokens": 20 + i, "prompt_tokens": 300,
-                           "finish_reason": "stop", "seed": 100 + i}
-                          for i, t in enumerate(texts)])
-    result = repair(problem, lambda: sampler, RepairSettings(n=5), tmp / "run")
+    result = make_repair_run(tmp, tmp / "run")
     assert result.solved and result.distinct == 2
     return tmp / "run"
 
