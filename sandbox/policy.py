@@ -211,11 +211,9 @@ def check_diff(patch: str, rules: Rules = Rules()) -> DiffCheck:
     markers), so a header one reader skips still meets the rules.
     """
     out = DiffCheck()
-    seen: dict[str, str] = {}
 
     def flag(path: str, rule: str) -> None:
-        if seen.get(path) != rule:
-            seen[path] = rule
+        if Violation(path, rule) not in out.violations:
             out.violations.append(Violation(path, rule))
 
     def name(raw: str, keep: bool = True, strip: bool = True) -> str:
@@ -230,7 +228,7 @@ def check_diff(patch: str, rules: Rules = Rules()) -> DiffCheck:
                 if shown not in out.content_checked:
                     out.content_checked.append(shown)
             elif rule is not None:
-                flag(shown if variant == stripped else raw, rule)
+                flag(variant if variant.startswith("/") else normalise(variant), rule)
                 break
         if keep and shown not in out.paths:
             out.paths.append(shown)
