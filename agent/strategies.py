@@ -7,10 +7,13 @@ protocol), a ``parse`` callable that turns a completion's text into a patch (see
 ``status``; ``"passed"`` means right). ``agent/`` never imports ``verifiers/``: the caller binds
 the verifier and its sandbox into ``verify``.
 
-Every distinct change (by normalised-patch key) is verified once. Spending is counted in one
-unit (:class:`~.budget.Ledger`): a sample costs 1, a verification λ. The result ranks the
-distinct changes: verified first, then votes, then an optional judge score, then the smaller
-diff (:mod:`.ranking`).
+Every distinct change (by normalised-patch key) is verified once, by its representative: the
+first exact patch of the key that is verified, which is also the patch a group delivers. The
+other members of a group add votes only; a verdict is never carried over to other bytes, since
+equal normalised code may still behave differently (a ``# coding:`` cookie, ``__doc__``).
+Spending is counted in one unit (:class:`~.budget.Ledger`): a sample costs 1, a verification
+λ. The result ranks the distinct changes: verified first, then votes, then an optional judge
+score, then the smaller diff (:mod:`.ranking`).
 
 A sampler error (endpoint down, prompt over the context) ends the strategy with what it has and
 the error recorded, so a batch of problems goes on.
@@ -67,6 +70,9 @@ class SearchResult:
     candidates: list[Candidate] = field(default_factory=list)
     verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Normalised-patch key → verdict dict."""
+    verified: dict[str, str] = field(default_factory=dict)
+    """Normalised-patch key → the exact patch its verdict is the verdict of: the group's
+    representative, the patch it delivers."""
     groups: list[Group] = field(default_factory=list)
     """Distinct changes, ranked best first."""
     ledger: Ledger = field(default_factory=Ledger)
@@ -193,6 +199,7 @@ class _Search:
                 verdicts = list(ex.map(one, keys))
         for k, (v, _) in zip(keys, verdicts, strict=True):
             self.result.verdicts[k] = v
+            self.result.verified[k] = todo[k]
         self.result.ledger.charge_verifications(sum(runs for _, runs in verdicts))
         return keys
 
@@ -204,7 +211,7 @@ class _Search:
         for c in self.result.candidates:
             if c.key is None or c.patch is None:
                 continue
-            g = groups.setdefault(c.key, Group(c.key, c.patch))
+            g = groups.setdefault(c.key, Group(c.key, self.result.verified.get(c.key, c.patch)))
             g.members.append(c.id)
             v = self.result.verdicts.get(c.key)
             g.status = v.get("status") if v else None
@@ -320,7 +327,8 @@ def rank_by_votes(result: SearchResult) -> list[Group]:
     groups: dict[str, Group] = {}
     for c in result.candidates:
         if c.key and c.patch:
-            groups.setdefault(c.key, Group(c.key, c.patch)).members.append(c.id)
+            patch = result.verified.get(c.key, c.patch)
+            groups.setdefault(c.key, Group(c.key, patch)).members.append(c.id)
     return sorted(groups.values(), key=lambda g: (-g.votes, g.diff_size))
 
 
@@ -351,6 +359,7 @@ def refine(sampler: Sampler, make_messages: Callable[[str | None], list[dict[str
         if s.passed():
             s.result.stopped_early = r + 1 < rounds
             break
-        round_only = SearchResult(candidates=cands, verdicts=s.result.verdicts)
+        round_only = SearchResult(candidates=cands, verdicts=s.result.verdicts,
+                                  verified=s.result.verified)
         feedback = failure_feedback(round_only, feedback_chars) or feedback
     return s.finish(judge)

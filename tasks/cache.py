@@ -1,8 +1,15 @@
-"""The verdict cache: a change verified once is never run again, in one run or across runs.
+"""The verdict cache: a patch verified once is never run again, in one run or across runs.
 
-The key is (environment image, normalised patch key, verifier and its settings, the test
-spec). A local SQLite file serves one machine; ``RedisVerdictCache`` serves many workers.
-Timeouts and errors of the sandbox itself are not cached, since a retry may succeed.
+Identity is exact. A verdict is reused only for the same applied bytes: the key is the SHA-256
+of the exact patch text, never the normalised-patch key that groups votes. Two patches whose
+normalised code is equal may still behave differently (a ``# coding:`` cookie is a comment
+that changes how the file decodes; a docstring read through ``__doc__``; tabs against
+spaces), so neither may inherit the other's verdict. The key also names the environment
+image, the verifier and its settings (which carry the verifier's policy version), the test
+spec and the sandbox limits the verdict was reached under.
+
+A local SQLite file serves one machine; ``RedisVerdictCache`` serves many workers. Timeouts
+and errors of the sandbox itself are not cached, since a retry may succeed.
 """
 
 from __future__ import annotations
@@ -15,10 +22,23 @@ from pathlib import Path
 from typing import Any, Protocol
 
 CACHEABLE = ("passed", "failed")
+KEY_FORMAT = 2
+"""Bumped whenever what a key names changes, so that entries of older keys are never hit
+(format 1 keyed on the normalised patch)."""
 
 
-def cache_key(image: str, patch_key: str, verifier: dict[str, Any], spec: dict[str, Any]) -> str:
-    blob = json.dumps([image, patch_key, verifier, spec], sort_keys=True)
+def patch_digest(patch: str) -> str:
+    """SHA-256 of the exact patch text, the identity of an applied change."""
+    return hashlib.sha256(patch.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def cache_key(image: str, patch: str, verifier: dict[str, Any], spec: dict[str, Any],
+              limits: dict[str, Any] | None = None) -> str:
+    """The cache key of ``patch`` (the exact text that is applied) verified by ``verifier``
+    (its ``settings()``) against ``spec`` in ``image`` under ``limits``."""
+    blob = json.dumps({"format": KEY_FORMAT, "image": image, "patch": patch_digest(patch),
+                       "verifier": verifier, "spec": spec, "limits": limits or {}},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from patchswarm.sandbox.images import BaseRecipe, ensure_base_image, ensure_env_
 from patchswarm.verifiers.unittests import PytestVerifier
 from patchswarm.verifiers.verdict import ERROR, Verdict
 
-from .cache import NoCache, VerdictCache, cache_key
+from .cache import NoCache, VerdictCache, cache_key, patch_digest
 from .problem import Problem, ProblemError, list_files, read_files
 from .store import RunStore
 
@@ -199,26 +199,67 @@ def groups_of(candidates: list[Candidate]) -> list[Group]:
     return list(groups.values())
 
 
-def verify(env: Environment, groups: list[Group], settings: RepairSettings, store: RunStore,
-           reporter: Reporter, cache: VerdictCache | None = None,
-           verifier: PytestVerifier | None = None) -> dict[str, Verdict]:
-    """Verify each distinct change once, in parallel, each in a fresh sandbox."""
-    cache = cache or NoCache()
-    verifier = verifier or PytestVerifier()
-    done = {k: Verdict.from_dict(v) for k, v in store.verdicts().items()}
-    todo = []
+LIMIT_FIELDS = ("memory", "cpus", "pids", "tmp_size", "work_size", "network", "read_only",
+                "runtime", "output_limit", "output_kill")
+"""The sandbox limits a verdict depends on: they are part of its cache key, and the only ones
+a task message may carry (each may only be tightened by it, see ``task_schema``)."""
+
+
+def limits_record(limits: Limits) -> dict[str, Any]:
+    d = asdict(limits)
+    return {k: d[k] for k in LIMIT_FIELDS}
+
+
+def stamp(verdict: Verdict, patch: str) -> Verdict:
+    """Record in the verdict which exact patch it is the verdict of."""
+    verdict.extra = {**verdict.extra, "patch_sha256": patch_digest(patch)}
+    return verdict
+
+
+def known_verdicts(env: Environment, groups: list[Group], limits: Limits, store: RunStore,
+                   cache: VerdictCache, vsettings: dict[str, Any],
+                   ) -> tuple[dict[str, Verdict], list[tuple[Group, str]]]:
+    """The verdicts already known for ``groups`` (from the run store, then the cache), and
+    the groups still to verify with their cache keys.
+
+    A group is verified by its representative, ``Group.patch``: the exact patch that is
+    delivered if the group wins. A verdict is reused only when it is the verdict of those very
+    bytes: the store's line must name the same patch hash, the cache is keyed by it. The
+    other members of a group (same normalised code, other bytes) only add votes; they never
+    get a verdict of their own, so nothing they contain is called verified or delivered.
+    """
+    stored = store.verdicts()
+    keys = {g.key for g in groups}
+    done = {k: Verdict.from_dict(v) for k, v in stored.items() if k not in keys}
+    todo: list[tuple[Group, str]] = []
     for g in groups:
-        if g.key in done:
+        if g.key in done or any(g.key == t.key for t, _ in todo):
             continue
-        ck = cache_key(env.image, g.key, verifier.settings(), env.spec)
+        digest = patch_digest(g.patch)
+        line = stored.get(g.key)
+        if line is not None and (line.get("extra") or {}).get("patch_sha256") == digest:
+            done[g.key] = Verdict.from_dict(line)
+            continue
+        ck = cache_key(env.image, g.patch, vsettings, env.spec, limits_record(limits))
         hit = cache.get(ck)
         if hit is not None:
-            v = Verdict.from_dict(hit)
+            v = stamp(Verdict.from_dict(hit), g.patch)
             v.extra = {**v.extra, "cached": True}
             store.add_verdict(g.key, v.to_dict())
             done[g.key] = v
         else:
             todo.append((g, ck))
+    return done, todo
+
+
+def verify(env: Environment, groups: list[Group], settings: RepairSettings, store: RunStore,
+           reporter: Reporter, cache: VerdictCache | None = None,
+           verifier: PytestVerifier | None = None) -> dict[str, Verdict]:
+    """Verify each distinct change once (by its representative patch, see
+    :func:`known_verdicts`), in parallel, each in a fresh sandbox."""
+    cache = cache or NoCache()
+    verifier = verifier or PytestVerifier()
+    done, todo = known_verdicts(env, groups, settings.limits, store, cache, verifier.settings())
     if todo:
         reporter.stage(f"verifying {len(todo)} distinct candidates in sandboxes")
         advance = reporter.progress("verify", len(todo))
@@ -230,7 +271,7 @@ def verify(env: Environment, groups: list[Group], settings: RepairSettings, stor
                     for g, ck in todo}
             for fut in as_completed(futs):
                 g, ck = futs[fut]
-                v = fut.result()
+                v = stamp(fut.result(), g.patch)
                 store.add_verdict(g.key, v.to_dict())
                 cache.put(ck, v.to_dict())
                 done[g.key] = v

@@ -1,7 +1,8 @@
 """The verdict cache (SQLite and Redis) and the resumable run store.
 
-A change verified once is never run again: the cache key is (environment image, normalised
-patch, verifier and its settings, test spec), shared across runs and workers. A run writes
+A patch verified once is never run again: the cache key is (environment image, the exact patch
+text, verifier and its settings, test spec, sandbox limits), shared across runs and workers.
+Normalised-patch keys only group votes. A run writes
 every candidate and verdict as it arrives and counts them by id and by key, so a crash,
 a resume or a redelivered task never loses or double-counts one.
 """
@@ -20,6 +21,7 @@ from click.testing import CliRunner
 from patchswarm.agent.candidate import Candidate
 from patchswarm.agent.normalise import patch_key
 from patchswarm.agent.ranking import Group
+from patchswarm.sandbox.container import Limits
 from patchswarm.tasks import examples
 from patchswarm.tasks.cache import NoCache, RedisVerdictCache, SqliteVerdictCache, cache_key
 from patchswarm.tasks.cli import main
@@ -30,6 +32,8 @@ from patchswarm.tasks.runner import (
     RepairSettings,
     Reporter,
     groups_of,
+    limits_record,
+    stamp,
     summarise,
     verify,
 )
@@ -81,11 +85,16 @@ def test_cache_key_names_image_change_verifier_and_spec():
         cache_key("img:1", "k1", {**VERIFIER, "reruns": 0}, SPEC),
         cache_key("img:1", "k1", VERIFIER, {**SPEC, "timeout": 10}),
         cache_key("img:1", "k1", VERIFIER, {**SPEC, "fail_to_pass": ["t::b"]}),
+        cache_key("img:1", "k1", VERIFIER, SPEC, {"memory": "512m"}),
+        cache_key("img:1", "k1", {**VERIFIER, "policy": 2}, SPEC),
     }
-    assert base not in others and len(others) == 5
+    assert base not in others and len(others) == 7
 
 
-def test_a_cosmetic_rewrite_has_the_same_key():
+def test_a_cosmetic_rewrite_shares_votes_but_never_a_verdict():
+    """Equal normalised code groups votes; the cache is keyed by the exact bytes, since a
+    comment (a ``# coding:`` cookie) or a docstring (read through ``__doc__``) may change
+    what the code does."""
     files = {"m.py": "def f(x):\n    return x // 2\n"}
     a = ("--- a/m.py\n+++ b/m.py\n@@ -1,2 +1,2 @@\n def f(x):\n-    return x // 2\n"
          "+    return x / 2\n")
@@ -94,8 +103,10 @@ def test_a_cosmetic_rewrite_has_the_same_key():
     c = ("--- a/m.py\n+++ b/m.py\n@@ -1,2 +1,2 @@\n def f(x):\n-    return x // 2\n"
          "+    return x * 0.5\n")
     assert patch_key(a, files) == patch_key(b, files) != patch_key(c, files)
-    assert cache_key("i", patch_key(a, files), VERIFIER, SPEC) == \
-        cache_key("i", patch_key(b, files), VERIFIER, SPEC)
+    assert cache_key("i", a, VERIFIER, SPEC) != cache_key("i", b, VERIFIER, SPEC)
+    assert cache_key("i", a, VERIFIER, SPEC) == cache_key("i", str(a), VERIFIER, SPEC)
+    tabbed = a.replace("+    return", "+\treturn")
+    assert cache_key("i", a, VERIFIER, SPEC) != cache_key("i", tabbed, VERIFIER, SPEC)
 
 
 # ----------------------------------------------------------------------------- caches
@@ -208,7 +219,8 @@ def test_status_shows_the_progress_of_a_run(tmp_path):
     assert (row["wanted"], row["sampled"], row["distinct"], row["verified"], row["passed"],
             row["done"]) == (6, 4, 3, 2, 1, False)
     # A folder of runs shows one row per run.
-    RunStore(tmp_path / "run2").write_json("run.json", {"settings": {"n": 1}})
+    RunStore(tmp_path / "run2").write_json("run.json", {"problem": {"id": "q"},
+                                                        "settings": {"n": 1}})
     out = CliRunner().invoke(main, ["status", str(tmp_path), "--json"])
     assert len(json.loads(out.output)) == 2
 
@@ -220,9 +232,11 @@ def test_cached_and_stored_verdicts_start_no_sandbox(tmp_path):
     env = Environment("patchswarm/env:never-built", {}, SPEC)
     groups = [Group("k1", "patch 1", ["p/0-0"]), Group("k2", "patch 2", ["p/0-1"])]
     cache = SqliteVerdictCache(tmp_path / "cache.sqlite")
-    cache.put(cache_key(env.image, "k1", PytestVerifier().settings(), SPEC), passed())
+    cache.put(cache_key(env.image, "patch 1", PytestVerifier().settings(), SPEC,
+                        limits_record(Limits())), passed())
     store = RunStore(tmp_path / "run")
-    store.add_verdict("k2", Verdict("failed", "from the run before the crash").to_dict())
+    store.add_verdict("k2", stamp(Verdict("failed", "from the run before the crash"),
+                                  "patch 2").to_dict())
     verdicts = verify(env, groups, RepairSettings(), store, Reporter(), cache)
     assert verdicts["k1"].extra.get("cached") is True
     assert verdicts["k2"].detail == "from the run before the crash"
