@@ -213,13 +213,18 @@ def test_symlink_out_of_the_workspace_does_not_apply(pool, spec, make_patch, tmp
               "--- /dev/null\n+++ b/escape/pwned.txt\n@@ -0,0 +1 @@\n+pwned\n")
     assert "new file mode 120000" in patch
     verdict = verify(pool, spec, patch)
-    assert verdict.status == "error" and verdict.detail == "patch does not apply", verdict.detail
-    assert "beyond a symbolic link" in verdict.log
+    # The change policy refuses the link before any tool runs.
+    assert verdict.status == "error", verdict.detail
+    assert verdict.detail == ("patch rejected by the change policy: escape (symbolic links and "
+                              "special file modes are not allowed)"), verdict.detail
+    assert verdict.extra["apply_step"] is None
     # A path that climbs out of the repository.
     climb = ("diff --git a/../../../tmp/pwned.txt b/../../../tmp/pwned.txt\nnew file mode 100644\n"
              "--- /dev/null\n+++ b/../../../tmp/pwned.txt\n@@ -0,0 +1 @@\n+pwned\n")
     verdict = verify(pool, spec, climb)
-    assert verdict.status == "error" and verdict.detail == "patch does not apply", verdict.detail
+    assert verdict.status == "error", verdict.detail
+    assert verdict.detail == ("patch rejected by the change policy: ../../../tmp/pwned.txt "
+                              "(a '..' component leaves the work tree)"), verdict.detail
     host_still_works(pool, spec, watched=outside)
 
 
@@ -273,8 +278,9 @@ raise RuntimeError("ENVIRONMENT " + repr(_seen))
 def test_deleting_the_tests_is_caught(pool, spec, make_patch):
     patch = make_patch(lambda repo: (repo / "tests" / "test_gradebook.py").unlink())
     verdict = verify(pool, spec, patch)
-    assert verdict.status == "failed", verdict.detail
-    assert verdict.extra["tests_tampered"] == ["tests/test_gradebook.py"]
+    assert verdict.status == "error", verdict.detail
+    assert verdict.detail == ("patch rejected by the change policy: tests/test_gradebook.py "
+                              "(test files may not change in this problem)")
     host_still_works(pool, spec)
 
 
@@ -285,13 +291,18 @@ def test_rewriting_the_tests_is_caught(pool, spec, make_patch):
             "def test_report_shows_one_decimal():\n    pass\n")
 
     verdict = verify(pool, spec, make_patch(change))
+    assert verdict.status == "error", verdict.detail
+    assert verdict.detail == ("patch rejected by the change policy: tests/test_gradebook.py "
+                              "(test files may not change in this problem)")
+    # Where the problem lets tests change, the judged file is still put back and reported.
+    verdict = verify(pool, {**spec, "tests_may_change": True}, make_patch(change))
     assert verdict.status == "failed", verdict.detail
     assert verdict.extra["tests_tampered"] == ["tests/test_gradebook.py"]
     assert "were restored" in verdict.detail
     host_still_works(pool, spec)
 
 
-def test_a_conftest_that_forces_passes_is_undone(pool, spec, make_patch):
+def test_a_conftest_that_forces_passes_is_refused(pool, spec, make_patch):
     def change(repo: Path) -> None:
         (repo / "tests" / "conftest.py").write_text(
             "import pytest\n\n\n"
@@ -301,7 +312,9 @@ def test_a_conftest_that_forces_passes_is_undone(pool, spec, make_patch):
             "    report = outcome.get_result()\n"
             "    report.outcome = 'passed'\n")
 
-    verdict = verify(pool, spec, make_patch(change))
-    assert verdict.status == "failed", verdict.detail
-    assert verdict.extra["tests_tampered"] == ["tests/conftest.py"]
+    for problem in (spec, {**spec, "tests_may_change": True}):
+        verdict = verify(pool, problem, make_patch(change))
+        assert verdict.status == "error", verdict.detail
+        assert verdict.detail == ("patch rejected by the change policy: tests/conftest.py "
+                                  "(test-runner configuration may not change)")
     host_still_works(pool, spec)

@@ -156,7 +156,14 @@ def test_editing_or_deleting_the_judged_tests_is_flagged_and_undone(calc_image) 
     # Make the failing test pass by editing the test itself.
     cheat = _patch("        self.assertEqual(div(7, 2), 3.5)",
                    "        self.assertEqual(div(7, 2), 3)", "tests/test_calc.py")
-    v = verify(calc_image, {**PYTEST, "fail_to_pass": PYTEST["fail_to_pass"][:1]}, cheat)
+    one = {**PYTEST, "fail_to_pass": PYTEST["fail_to_pass"][:1]}
+    refused = verify(calc_image, one, cheat)
+    assert refused.status == "error"  # by default the change policy refuses it outright
+    assert refused.detail == ("patch rejected by the change policy: tests/test_calc.py "
+                              "(test files may not change in this problem)")
+    # Where tests may change, the judged file is still put back before the run.
+    loose = {**one, "tests_may_change": True}
+    v = verify(calc_image, loose, cheat)
     assert v.extra["tests_tampered"] == ["tests/test_calc.py"]
     assert v.status == "failed"   # the original test ran, and still fails
     assert "changed by the candidate" in v.detail
@@ -165,7 +172,8 @@ def test_editing_or_deleting_the_judged_tests_is_flagged_and_undone(calc_image) 
     delete = ("diff --git a/tests/test_calc.py b/tests/test_calc.py\ndeleted file mode 100644\n"
               f"--- a/tests/test_calc.py\n+++ /dev/null\n@@ -1,{n} +0,0 @@\n"
               + "".join(f"-{line}\n" for line in TESTS.splitlines()))
-    gone = verify(calc_image, PYTEST, delete)
+    assert verify(calc_image, PYTEST, delete).status == "error"
+    gone = verify(calc_image, {**PYTEST, "tests_may_change": True}, delete)
     assert gone.extra["tests_tampered"] == ["tests/test_calc.py"]
     assert gone.status == "failed"
     assert gone.tests["tests/test_calc.py::TestCalc::test_div"] == "FAILED"
