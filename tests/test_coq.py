@@ -116,7 +116,7 @@ def test_a_whole_file_may_add_imports_and_lemmas_but_not_change_the_statement() 
         "Theorem t : forall n : nat, n + 1 = n + 1. Proof. auto. Qed.": "changes the statement",
         "Theorem t : forall n : nat, n = 0 -> n + 0 = n. Proof. auto. Qed.": "changes the stat",
         "Proof. auto. Qed. Lemma more : True. Proof. exact I. Qed.": "goes on after the proof",
-        "Proof. Abort.": "not Qed",
+        "Proof. Abort.": "Abort",
         "Proof. auto.": None,  # gets a Qed added
         "Check t. (* unfinished": "does not lex",
         "   ": "empty",
