@@ -99,15 +99,19 @@ _NOT_FOUND = re.compile(r"No matching distribution found for (\S+)")
 _NO_VERSION = re.compile(r"Could not find a version that satisfies the requirement (\S+)")
 _BUILD_WHEEL = re.compile(r"(?:Failed building wheel for|Failed to build) (\S+)")
 _GIT_URL = re.compile(r"(git\+(?:https?|ssh)://\S+)")
+_TERMINAL = re.compile(r"\x1b\[[0-9;]*m")
 _ERROR = re.compile(r"^(?:ERROR: |error: |\w*Error: |fatal: )(.+)$", re.M)
 
 
 def build_failure(log: str, exit_code: str = "") -> BuildFailure:
     """Why a build failed, from its log: the last step marker and the most telling line."""
-    steps = [m.group(1).strip() for m in re.finditer(
-        rf"^{re.escape(STEP_MARK)} (.+)$", log, re.M)]
-    step = steps[-1] if steps else "install"
-    tail = log[log.rfind(STEP_MARK):] if steps else log
+    log = _TERMINAL.sub("", log)
+    marks = list(re.finditer(rf"^{re.escape(STEP_MARK)} (.+)$", log, re.M))
+    step = marks[-1].group(1).strip() if marks else "install"
+    tail = log[marks[-1].end():] if marks else log
+    # Docker's own closing lines repeat the whole command: not the step's output.
+    tail = "\n".join(line for line in tail.splitlines()
+                     if not line.startswith(("The command '", "Removing intermediate")))
     code = f" (exit code {exit_code})" if exit_code else ""
     if "CERTIFICATE_VERIFY_FAILED" in tail or "certificate verify failed" in tail:
         return BuildFailure(step, "TLS certificate verification failed (a TLS-intercepting "
@@ -131,10 +135,12 @@ def build_failure(log: str, exit_code: str = "") -> BuildFailure:
         return BuildFailure(step, f"package {m.group(1).rstrip(':')} failed to build{code}",
                             "package")
     errors = [e.strip() for e in _ERROR.findall(tail) if e.strip()]
-    errors = [e for e in errors if not e.startswith(("Command errored out", "subprocess-"))]
+    errors = [e for e in errors if "errored out" not in e and "subprocess-" not in e]
     if errors:
         return BuildFailure(step, errors[-1][:240] + code, "install")
-    return BuildFailure(step, f"the step exited with an error{code}", "install")
+    last = [line.strip() for line in tail.splitlines() if line.strip()]
+    return BuildFailure(step, (f"{last[-1][:240]}" if last else "the step failed") + code,
+                        "install")
 
 
 def failure_from_message(message: str) -> BuildFailure | None:

@@ -326,12 +326,15 @@ def djangolike(root: Path) -> Fixture:
                              "\n`slugify(\"___This is a test ---\")` gives "
                              "`___this-is-a-test-` but should give `this-is-a-test`.\n",
         "hints_text": "", "created_at": "2024-01-02T00:00:00Z", "version": "3.2",
+        # The keys the harness's Django parser reads from Python 3.11's runner lines (the
+        # fixture's Python): a test with a docstring by its first line.
         "FAIL_TO_PASS": json.dumps([
             "slugify() strips leading and trailing dashes and underscores.",
-            "test_slugify_underscores (utils_tests.test_text.TestUtilsText)"]),
+            "test_slugify_underscores (utils_tests.test_text.TestUtilsText."
+            "test_slugify_underscores)"]),
         "PASS_TO_PASS": json.dumps([
-            "test_capfirst (utils_tests.test_text.TestUtilsText)",
-            "test_slugify (utils_tests.test_text.TestUtilsText)"]),
+            "test_capfirst (utils_tests.test_text.TestUtilsText.test_capfirst)",
+            "test_slugify (utils_tests.test_text.TestUtilsText.test_slugify)"]),
         "environment_setup_commit": base,
     }
     repro = ("Here is a script.\n```python\nfrom django.utils.text import slugify\n\n"
@@ -491,7 +494,10 @@ def test_ilcm():''')})
                              "greatest common divisor is 2.\n",
         "hints_text": "", "created_at": "2024-01-03T00:00:00Z", "version": "1.1",
         "FAIL_TO_PASS": json.dumps(["test_igcd_negative"]),
-        "PASS_TO_PASS": json.dumps(["test_igcd", "test_ilcm", "test_igcd_rationals"]),
+        # Not test_igcd_rationals: the last test of a file shares its line with the file's
+        # [OK] marker, which the harness's sympy parser never reads, so SWE-bench's lists
+        # never hold such a test.
+        "PASS_TO_PASS": json.dumps(["test_igcd", "test_ilcm"]),
         "environment_setup_commit": base,
     }
     repro = ("```python\nfrom sympy.core.numbers import igcd\nassert igcd(4, -6) == 2\n```\n")
