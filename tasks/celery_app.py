@@ -15,9 +15,13 @@ Delivery guarantees, and what gives each one:
   limit kills the pool process if the soft one could not stop it;
 - a task that keeps killing its workers: each delivery is counted in Redis, and past a bound
   the task answers an error verdict instead of running again;
-- a malformed message: rejected without requeue and logged, never retried;
+- a malformed message (an unknown field, a wrong type, a bad signature when the workers
+  share a task secret): rejected without requeue and logged, never retried, before any work;
 - the same change verified twice (a redelivery): results are keyed by the normalised-patch
   key, so the orchestrator keeps the first and counts it once.
+
+What a message may ask for is in ``task_schema``: limits, network, the cache and where images
+are built from are this worker's own configuration; a message can only ask for less.
 """
 
 from __future__ import annotations
@@ -37,21 +41,30 @@ from celery.exceptions import Reject, SoftTimeLimitExceeded
 
 # Imported here, not in the tasks, so that prefork children inherit them loaded.
 from patchswarm.agent.sampler import SamplerError, SamplingParams
-from patchswarm.sandbox.container import Limits, SandboxPool
-from patchswarm.verifiers.registry import UnknownVerifier, load
+from patchswarm.sandbox.container import SandboxPool
+from patchswarm.verifiers.registry import UnknownVerifier, available, load
 from patchswarm.verifiers.verdict import ERROR, Verdict
 
 from .cache import cache_key
 from .distributed import (
     DEFAULT_BROKER,
-    NOTIFY_PREFIX,
     SAMPLE_QUEUE,
     SAMPLE_TASK,
     VERIFY_QUEUE,
     VERIFY_TASK,
     SharedVerdictCache,
 )
-from .runner import verify_patch
+from .runner import limits_record, stamp, verify_patch
+from .task_schema import (
+    NOTIFY_PREFIX,
+    ConfigError,
+    SchemaError,
+    VerifyTask,
+    WorkerConfig,
+    check_build,
+    sample_endpoint,
+    validate_verify,
+)
 
 VERIFY_RETRIES = 2
 """Retries of a verify task after a hang (soft time limit) before it fails."""
@@ -178,6 +191,7 @@ _REDIS: Any = None
 _IMAGES_SEEN: set[str] = set()
 _VERIFIERS: dict[str, Any] = {}
 _SETUP_LOCK = threading.Lock()
+_CONFIG: tuple[int, WorkerConfig] | None = None
 
 
 def _process_setup() -> None:
@@ -329,28 +343,54 @@ def _discard(image: str, limits: Any, container_id: str | None) -> None:
         threading.Thread(target=pool.close, daemon=True).start()
 
 
-def _cache(conf: dict[str, Any] | None) -> Any:
-    if not conf:
+def _config() -> WorkerConfig:
+    """This worker's own configuration (its command line, through the environment)."""
+    global _CONFIG
+    if _CONFIG is None or _CONFIG[0] != os.getpid():
+        _CONFIG = (os.getpid(), WorkerConfig.from_env(app.conf.broker_url))
+    return _CONFIG[1]
+
+
+def _cache(config: WorkerConfig) -> Any:
+    """The worker's own verdict cache (never an address named by a message)."""
+    if config.cache_url is None:
         return None
-    k = (conf["url"], conf["prefix"])
+    k = (config.cache_url, config.cache_prefix)
     if k not in _CACHES:
-        _CACHES[k] = SharedVerdictCache(conf["url"], conf["prefix"])
+        _CACHES[k] = SharedVerdictCache(config.cache_url, config.cache_prefix)
     return _CACHES[k]
 
 
 def _verifier(conf: dict[str, Any]) -> Any:
-    """One verifier object per settings per process (finding entry points is not free)."""
+    """One verifier object per settings per process (finding entry points is not free).
+
+    ``conf`` is a verifier's ``settings()``: its constructor options plus facts such as its
+    policy version. The verifier made here must report exactly those settings, or the task is
+    refused: a worker running another version of a verifier must not hand out verdicts under
+    the settings (and cache key) of this one."""
+    import inspect
     import json
 
     k = json.dumps(conf, sort_keys=True)
     if k not in _VERIFIERS:
-        _VERIFIERS[k] = load(conf["name"], **{n: v for n, v in conf.items() if n != "name"})
+        name = conf["name"]
+        cls = available().get(name)
+        if cls is None:
+            load(name)  # raises UnknownVerifier naming the known ones
+        cls = cls.load()
+        params = inspect.signature(cls).parameters
+        verifier = cls(**{n: v for n, v in conf.items() if n != "name" and n in params})
+        if verifier.settings() != conf:
+            raise ValueError(f"this worker's {name} verifier has the settings "
+                             f"{verifier.settings()}, the task asks for {conf} (another "
+                             "version of patchswarm on the worker?)")
+        _VERIFIERS[k] = verifier
     return _VERIFIERS[k]
 
 
-def _ensure_image(image: str, build: dict[str, Any] | None) -> str | None:
-    """None when ``image`` is on this worker's engine (built here from ``build`` if it can
-    be), else why it is not."""
+def _ensure_image(image: str, build: dict[str, Any] | None, config: WorkerConfig) -> str | None:
+    """None when ``image`` is on this worker's engine (built here from ``build`` if this
+    worker's configuration allows it, see ``task_schema.check_build``), else why it is not."""
     if image in _IMAGES_SEEN:
         return None
     from pathlib import Path
@@ -365,44 +405,24 @@ def _ensure_image(image: str, build: dict[str, Any] | None) -> str | None:
     if image_exists(image):
         _IMAGES_SEEN.add(image)
         return None
-    if build and build.get("repo") and Path(build["repo"]).is_dir():
-        base = ensure_base_image(BaseRecipe(python=build.get("python", "3.11"),
-                                            image=build.get("base_image")), log=log.info)
-        tag = ensure_env_image(Path(build["repo"]), build["commit"], base,
-                               build.get("install", ""), ca_bundle=bool(build.get("ca_bundle")),
-                               log=log.info)
-        if tag == image:
-            _IMAGES_SEEN.add(image)
-            return None
-        return f"this worker built {tag} from the problem's repository, not {image}"
-    return (f"the environment image {image} is not on this worker's Docker engine and its "
-            "repository is not visible here: share the repositories' folder with the workers "
-            "at the same path, or push the image to a registry they pull from")
-
-
-# --------------------------------------------------------------------------- validation
-
-def _problem_with(payload: Any) -> str | None:
-    """What is wrong with a verify task's argument, or None."""
-    if not isinstance(payload, dict):
-        return f"the argument is a {type(payload).__name__}, not an object"
-    for name, typ in (("image", str), ("key", str), ("patch", str), ("spec", dict),
-                      ("verifier", dict)):
-        if not isinstance(payload.get(name), typ):
-            return f"field {name!r} is missing or not a {typ.__name__}"
-    if not isinstance(payload["spec"].get("test_command"), str):
-        return "spec.test_command is missing or not a string"
-    if not isinstance(payload["verifier"].get("name"), str):
-        return "verifier.name is missing or not a string"
-    if payload.get("notify") is not None and not isinstance(payload["notify"], str):
-        return "field 'notify' is not a string"
-    for name in ("limits", "cache", "build"):
-        if payload.get(name) is not None and not isinstance(payload[name], dict):
-            return f"field {name!r} is not an object"
-    cache = payload.get("cache")
-    if cache and not (isinstance(cache.get("url"), str) and isinstance(cache.get("prefix"), str)):
-        return "cache needs url and prefix strings"
-    return None
+    missing = f"the environment image {image} is not on this worker's Docker engine"
+    if not build:
+        return (f"{missing}; build it where the workers' engine can see it, or push it to a "
+                "registry they pull from")
+    why = check_build(build, config)
+    if why is None and build.get("base_image") and not image_exists(build["base_image"]):
+        why = f"the base image {build['base_image']} is not on this worker's engine"
+    if why:
+        return f"{missing}, and {why}"
+    base = ensure_base_image(BaseRecipe(python=build.get("python") or "3.11",
+                                        image=build.get("base_image")), log=log.info)
+    tag = ensure_env_image(Path(build["repo"]), build["commit"], base,
+                           build.get("install") or "", ca_bundle=bool(build.get("ca_bundle")),
+                           log=log.info)
+    if tag == image:
+        _IMAGES_SEEN.add(image)
+        return None
+    return f"this worker built {tag} from the problem's repository, not {image}"
 
 
 def _reject(task: Any, why: str) -> NoReturn:
@@ -413,12 +433,15 @@ def _reject(task: Any, why: str) -> NoReturn:
 
 # --------------------------------------------------------------------------- tasks
 
-def _envelope(task: Any, payload: dict[str, Any], verdict: dict[str, Any], cached: bool,
+def _envelope(self: Any, task: VerifyTask, verdict: dict[str, Any], cached: bool,
               delivery: int, t0: float) -> dict[str, Any]:
-    return {"key": payload["key"], "verdict": verdict, "cached": cached,
-            "worker": task.request.hostname or socket.gethostname(), "pid": os.getpid(),
-            "retries": task.request.retries, "delivery": delivery,
-            "task_seconds": round(time.monotonic() - t0, 4)}
+    """The result, with what the sandbox really got (the limits after this worker's ceilings
+    and the test timeout), so that the orchestrator caches it under the right key."""
+    return {"key": task.key, "verdict": verdict, "cached": cached,
+            "worker": self.request.hostname or socket.gethostname(), "pid": os.getpid(),
+            "retries": self.request.retries, "delivery": delivery,
+            "task_seconds": round(time.monotonic() - t0, 4),
+            "limits": limits_record(task.limits), "spec": task.spec}
 
 
 @app.task(name=VERIFY_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,
@@ -428,19 +451,24 @@ def _envelope(task: Any, payload: dict[str, Any], verdict: dict[str, Any], cache
 def verify_task(self: Any, payload: Any) -> dict[str, Any]:
     """Verify one distinct candidate in a fresh sandbox: the in-process runner's function."""
     t0 = time.monotonic()
-    why = _problem_with(payload)
-    if why:
-        _reject(self, why)
+    try:
+        config = _config()
+    except ConfigError as exc:
+        _reject(self, f"this worker's configuration is unusable: {exc}")
+    try:
+        task = validate_verify(payload, config)
+    except SchemaError as exc:
+        _reject(self, str(exc))
     _process_setup()
     try:
-        verifier = _verifier(payload["verifier"])
-    except (UnknownVerifier, TypeError) as exc:
-        _reject(self, f"verifier {payload['verifier']!r}: {exc}")
-    try:
-        limits = Limits(**(payload.get("limits") or {}))
-    except TypeError as exc:
-        _reject(self, f"limits: {exc}")
+        verifier = _verifier(task.verifier)
+    except (UnknownVerifier, TypeError, ValueError) as exc:
+        _reject(self, f"verifier {task.verifier!r}: {exc}")
+    return _verify(self, task, verifier, config, t0)
 
+
+def _verify(self: Any, task: VerifyTask, verifier: Any, config: WorkerConfig,
+            t0: float) -> dict[str, Any]:
     delivery = _count_delivery(self.request.id)
     if delivery > VERIFY_RETRIES + 1 + EXTRA_DELIVERIES:
         log.error("task %s was delivered %d times, its worker lost each time: giving up",
@@ -448,30 +476,31 @@ def verify_task(self: Any, payload: Any) -> dict[str, Any]:
         v = Verdict(ERROR, f"gave up after {delivery} deliveries: the worker running this "
                            "candidate was lost each time (out of memory?)",
                     verifier=verifier.name)
-        return _envelope(self, payload, v.to_dict(), False, delivery, t0)
+        return _envelope(self, task, v.to_dict(), False, delivery, t0)
 
-    cache = _cache(payload.get("cache"))
-    ck = cache_key(payload["image"], payload["key"], verifier.settings(), payload["spec"])
+    cache = _cache(config) if task.use_cache else None
+    ck = cache_key(task.image, task.patch, verifier.settings(), task.spec,
+                   limits_record(task.limits))
     if cache is not None:
         hit = cache.get(ck)
         if hit is not None:
-            return _envelope(self, payload, hit, True, delivery, t0)
+            return _envelope(self, task, hit, True, delivery, t0)
 
-    missing = _ensure_image(payload["image"], payload.get("build"))
+    missing = _ensure_image(task.image, task.build, config)
     if missing:
         v = Verdict(ERROR, missing, verifier=verifier.name)
-        return _envelope(self, payload, v.to_dict(), False, delivery, t0)
-    pool = _Tracking(_pool(payload["image"], limits))
+        return _envelope(self, task, v.to_dict(), False, delivery, t0)
+    pool = _Tracking(_pool(task.image, task.limits))
     try:
-        verdict = verify_patch(pool, verifier, payload["spec"], payload["patch"],
+        verdict = verify_patch(pool, verifier, task.spec, task.patch,
                                passthrough=(SoftTimeLimitExceeded,))
     except SoftTimeLimitExceeded:
-        _discard(payload["image"], limits, pool.container_id)
+        _discard(task.image, task.limits, pool.container_id)
         raise
-    out = verdict.to_dict()
+    out = stamp(verdict, task.patch).to_dict()
     if cache is not None:
         cache.put(ck, out)
-    return _envelope(self, payload, out, False, delivery, t0)
+    return _envelope(self, task, out, False, delivery, t0)
 
 
 def _sampler(model: str, endpoint: str | None) -> tuple[Any, threading.Lock]:
@@ -497,18 +526,16 @@ def _sampler(model: str, endpoint: str | None) -> tuple[Any, threading.Lock]:
           soft_time_limit=3600, time_limit=3660)
 def sample_task(self: Any, payload: Any) -> dict[str, Any]:
     """n completions of one prompt from the model this worker holds (or reaches)."""
-    if not isinstance(payload, dict) or not isinstance(payload.get("model"), str) \
-            or not isinstance(payload.get("messages"), list) \
-            or not isinstance(payload.get("params"), dict):
-        _reject(self, "a sample task needs model (string), messages (list), params (object)")
+    try:
+        endpoint = sample_endpoint(payload, _config())
+    except (SchemaError, ConfigError) as exc:
+        _reject(self, str(exc))
     try:
         params = SamplingParams(**payload["params"])
     except TypeError as exc:
         _reject(self, f"params: {exc}")
     t0 = time.monotonic()
     try:
-        # A worker beside its own server (`vllm serve`) names it in PATCHSWARM_ENDPOINT.
-        endpoint = payload.get("endpoint") or os.environ.get("PATCHSWARM_ENDPOINT") or None
         sampler, lock = _sampler(payload["model"], endpoint)
         with lock:  # an in-process engine serves one request at a time
             completions = sampler.sample(payload["messages"], params)

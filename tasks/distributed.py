@@ -40,10 +40,20 @@ from patchswarm.agent.sampler import Completion, SamplerError, SamplingParams
 from patchswarm.verifiers.unittests import PytestVerifier
 from patchswarm.verifiers.verdict import ERROR, TIMEOUT, Verdict
 
-from .cache import CACHEABLE, NoCache, RedisVerdictCache, VerdictCache, cache_key
+from .cache import NoCache, RedisVerdictCache, VerdictCache, cache_key
 from .problem import Problem, ProblemError
-from .runner import Environment, RepairResult, RepairSettings, Reporter, repair
+from .runner import (
+    Environment,
+    RepairResult,
+    RepairSettings,
+    Reporter,
+    known_verdicts,
+    limits_record,
+    repair,
+    stamp,
+)
 from .store import RunStore
+from .task_schema import NOTIFY_PREFIX, secret_from_env, sign
 
 log = logging.getLogger("patchswarm.distributed")
 
@@ -54,7 +64,6 @@ VERIFY_TASK = "patchswarm.verify"
 SAMPLE_TASK = "patchswarm.sample"
 
 EPOCH_PREFIX = "patchswarm:epoch:"
-NOTIFY_PREFIX = "patchswarm:notify:"
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
 
 
@@ -143,6 +152,12 @@ class ClusterSettings:
     sample_timeout: float = 3600.0
     cache: bool = True
     cache_prefix: str = "patchswarm:verdict:"
+    task_secret: bytes | None = field(default_factory=secret_from_env)
+    """Signs every task message (``sig``, HMAC-SHA256) for workers that share the secret
+    (``PATCHSWARM_TASK_SECRET`` or ``PATCHSWARM_TASK_SECRET_FILE``)."""
+    send_build: bool = True
+    """Tell workers how the environment image was built (they build it only where their own
+    configuration allows: ``patchswarm worker --build-root``)."""
 
 
 @dataclass
@@ -154,7 +169,10 @@ class _Job:
     hard: float
     key: str = ""
     cache_key: str = ""
+    patch: str = ""
     task_id: str = ""
+    effective: dict[str, Any] = field(default_factory=dict)
+    """What the worker says the sandbox really got (limits, spec), from its result."""
     attempts: int = 0
     generation: int = 0
     submitted: float = 0.0
@@ -323,20 +341,8 @@ class Orchestrator:
         """``runner.verify`` on the workers: same arguments, same result, same store lines."""
         cache = self.cache if cache is None else cache
         vsettings = (verifier or PytestVerifier()).settings()
-        done = {k: Verdict.from_dict(v) for k, v in store.verdicts().items()}
-        todo: deque[tuple[Any, str]] = deque()
-        for g in groups:
-            if g.key in done or any(g.key == t[0].key for t in todo):
-                continue
-            ck = cache_key(env.image, g.key, vsettings, env.spec)
-            hit = cache.get(ck)
-            if hit is not None:
-                v = Verdict.from_dict(hit)
-                v.extra = {**v.extra, "cached": True}
-                store.add_verdict(g.key, v.to_dict())
-                done[g.key] = v
-            else:
-                todo.append((g, ck))
+        done, found = known_verdicts(env, groups, settings.limits, store, cache, vsettings)
+        todo: deque[tuple[Any, str]] = deque(found)
         if todo:
             reporter.stage(f"verifying {len(todo)} distinct candidates on the workers "
                            f"(queue {self.cluster.verify_queue})")
@@ -352,8 +358,9 @@ class Orchestrator:
     def _verify_all(self, env: Environment, todo: deque, settings: RepairSettings,
                     store: RunStore, cache: VerdictCache, vsettings: dict[str, Any],
                     done: dict[str, Verdict]) -> None:
-        build = _build_spec(store)
-        shared = cache.conf() if isinstance(cache, SharedVerdictCache) else None
+        build = _build_spec(store) if self.cluster.send_build else None
+        use_cache = not isinstance(cache, NoCache)
+        limits = limits_record(settings.limits)
         runs = 1 + int(vsettings.get("reruns", 0) or 0)
         soft = self.cluster.soft_time_limit or float(env.spec.get("timeout", 300)) * runs + 120
         flight = _Flight(self)
@@ -364,11 +371,10 @@ class Orchestrator:
                 while todo and self._take_slot():
                     g, ck = todo.popleft()
                     payload = {"image": env.image, "spec": env.spec, "patch": g.patch,
-                               "key": g.key, "verifier": vsettings,
-                               "limits": asdict(settings.limits), "cache": shared,
-                               "build": build}
+                               "key": g.key, "verifier": vsettings, "limits": limits,
+                               "cache": use_cache, "build": build}
                     job = _Job(VERIFY_TASK, payload, self.cluster.verify_queue, soft,
-                               soft + 60, key=g.key, cache_key=ck)
+                               soft + 60, key=g.key, cache_key=ck, patch=g.patch)
                     try:
                         flight.submit(job)
                     except BaseException:
@@ -386,20 +392,33 @@ class Orchestrator:
                         with self._lock:
                             self.stats.duplicates_ignored += 1
                         continue
+                    v = stamp(v, job.patch)
                     store.add_verdict(job.key, v.to_dict())
                     done[job.key] = v
-                    if shared is None and v.status in CACHEABLE:
-                        cache.put(job.cache_key, v.to_dict())
+                    if not v.extra.get("cached"):
+                        cache.put(self._cache_key_of(env, job, vsettings), v.to_dict())
                 flight.wait(bool(finished))
         finally:
             for _ in flight.jobs:
                 self._give_slot()
             self._add_backlog(-left)
 
+    @staticmethod
+    def _cache_key_of(env: Environment, job: _Job, vsettings: dict[str, Any]) -> str:
+        """The key for a worker's verdict: under the limits and spec it really ran with
+        (a worker's ceilings may have tightened them), never the ones asked for."""
+        eff = job.effective
+        if not eff:
+            return job.cache_key
+        return cache_key(env.image, job.patch, vsettings, eff.get("spec") or env.spec,
+                         eff.get("limits"))
+
     def _verdict_of(self, job: _Job, meta: dict[str, Any], flight: _Flight) -> Verdict | None:
         status, result = meta.get("status"), meta.get("result")
         if status == "SUCCESS" and isinstance(result, dict) and "verdict" in result:
             v = Verdict.from_dict(result["verdict"])
+            job.effective = {k: result[k] for k in ("limits", "spec")
+                             if isinstance(result.get(k), dict)}
             if result.get("cached"):
                 v.extra = {**v.extra, "cached": True}
             with self._lock:
@@ -481,6 +500,10 @@ class _Flight:
 
     def submit(self, job: _Job) -> None:
         job.payload["notify"] = self.notify_key
+        secret = self.o.cluster.task_secret
+        if secret:
+            job.payload.pop("sig", None)
+            job.payload["sig"] = sign(secret, job.payload)
         self.o._publish(job)
         self.jobs[job.task_id] = job
 
@@ -602,7 +625,8 @@ def _build_spec(store: RunStore) -> dict[str, Any] | None:
     """How a worker can build the run's environment image itself, from run.json."""
     run = store.read_json("run.json") or {}
     problem, settings = run.get("problem"), run.get("settings") or {}
-    if not problem:
+    if not problem or not isinstance(problem.get("repo"), str) \
+            or not isinstance(problem.get("base_commit"), str):
         return None
     return {"repo": problem.get("repo"), "commit": problem.get("base_commit"),
             "python": problem.get("python", "3.11"), "install": problem.get("install", ""),

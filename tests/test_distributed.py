@@ -343,7 +343,7 @@ def test_malformed_messages_are_rejected_once_and_logged(broker, shared, example
     time.sleep(2)
     text = shared.log()
     assert text.count("rejected malformed patchswarm.verify task") == 1, text[-3000:]
-    assert "field 'image' is missing or not a str" in text
+    assert "task: field 'image' is not a string" in text
     assert text.count("dropped a malformed message") == 2, text[-3000:]
     assert "Unrecoverable error" not in text
     assert r.llen(queue) == 0, "a rejected message went back to the queue"
@@ -410,8 +410,7 @@ def test_verdict_cache_is_shared_by_workers_runs_and_paths(broker, shared, examp
         # A worker that gets a change already judged answers from the cache, not a sandbox.
         (g, *_) = example.groups(patches)
         payload = {"image": example.env.image, "spec": example.env.spec, "patch": g.patch,
-                   "key": g.key, "verifier": FAST.settings(),
-                   "cache": {"url": broker, "prefix": prefix}}
+                   "key": g.key, "verifier": FAST.settings(), "cache": True}
         res = orch.app.send_task(VERIFY_TASK, args=[payload], queue=shared.queue)
         envelope = res.get(timeout=30)
         assert envelope["cached"] is True and envelope["verdict"]["status"] == "passed"
@@ -455,6 +454,167 @@ def test_a_resumed_run_verifies_only_what_is_missing(broker, shared, example, tm
         assert orch.stats.submitted == 2, "verdicts already in the store were sent again"
     assert statuses(verdicts) == expected(example, patches)
     assert progress() == (4, 4, 4, 2)
+
+
+# ----------------------------------------------------------------------------- untrusted messages
+
+PROBE = ("python -c \"import socket\n"
+         "try:\n"
+         "    socket.create_connection(('1.1.1.1', 53), 3); print('NET open')\n"
+         "except OSError as e:\n"
+         "    print('NET closed:', e)\n"
+         "for f in ('/sys/fs/cgroup/memory/memory.limit_in_bytes', '/sys/fs/cgroup/memory.max',"
+         " '/sys/fs/cgroup/pids/pids.max', '/sys/fs/cgroup/pids.max'):\n"
+         "    try: print(f.split('/')[-1], open(f).read().strip())\n"
+         "    except OSError: pass\"")
+"""Prints whether the sandbox reaches the network, and its memory and process limits."""
+
+
+def probe_payload(example: Example, **fields) -> dict:
+    return {"image": example.env.image, "spec": {"test_command": PROBE, "timeout": 60},
+            "patch": "", "key": f"probe-{uuid.uuid4().hex[:6]}", "verifier": FAST.settings(),
+            "cache": False, **fields}
+
+
+def test_a_message_cannot_loosen_the_workers_limits(broker, shared, example):
+    """Network on, 4 GiB and 100,000 processes asked for: the sandbox got the worker's own
+    limits (no network, 1 GiB, 256), read from inside it; tighter ones are honoured."""
+    from patchswarm.tasks.celery_app import make_app
+
+    app = make_app(broker)
+    asked = {"network": True, "memory": "4g", "pids": 100_000, "cpus": 8.0,
+             "read_only": False}
+    env = app.send_task(VERIFY_TASK, args=[probe_payload(example, limits=asked)],
+                        queue=shared.queue).get(timeout=120)
+    log = env["verdict"]["log"]
+    assert "NET closed:" in log and "NET open" not in log, log
+    assert f"limit_in_bytes {1024 ** 3}" in log or f"memory.max {1024 ** 3}" in log, log
+    assert "pids.max 256" in log, log
+    assert env["limits"]["network"] is False and env["limits"]["memory"] == "1g"
+    assert env["limits"]["pids"] == 256 and env["limits"]["cpus"] == 1.0
+    assert env["limits"]["read_only"] is True
+    tighter = {"memory": "256m", "pids": 64}
+    env = app.send_task(VERIFY_TASK, args=[probe_payload(example, limits=tighter)],
+                        queue=shared.queue).get(timeout=120)
+    log = env["verdict"]["log"]
+    assert f"limit_in_bytes {256 * 1024 ** 2}" in log or f"memory.max {256 * 1024 ** 2}" in log
+    assert "pids.max 64" in log, log
+
+
+@pytest.mark.parametrize(("fields", "why"), [
+    ({"cache": {"url": "redis://203.0.113.9:6379/0", "prefix": "x"}},
+     "field 'cache' is not true or false"),
+    ({"callback": "http://203.0.113.9/"}, "unknown field 'callback'"),
+    ({"limits": {"runtime": "runc"}}, "runtime 'runc' is not this worker's"),
+    ({"limits": {"memory": "lots"}}, "memory: 'lots' is not a size"),
+    ({"limits": {"privileged": True}}, "limits: unknown field 'privileged'"),
+    ({"image": "debian:bookworm"}, "image 'debian:bookworm' is not one this worker runs"),
+    ({"spec": {"test_command": "true", "env": {"LD_PRELOAD": "x"}}}, "unknown field 'env'"),
+    ({"spec": {"test_command": ["true"]}}, "field 'test_command' is not a string"),
+    ({"notify": "patchswarm:verdict:x"}, "notify must be a key under"),
+])
+def test_a_malformed_or_greedy_message_is_refused_before_any_work(broker, shared, example,
+                                                                   fields, why):
+    from patchswarm.tasks.celery_app import make_app
+
+    res = make_app(broker).send_task(VERIFY_TASK, args=[probe_payload(example, **fields)],
+                                     queue=shared.queue)
+    with pytest.raises(Exception, match="malformed task") as info:
+        res.get(timeout=30)
+    assert why in str(info.value), str(info.value)
+
+
+def test_a_message_cannot_make_a_worker_build_from_any_path(broker, shared, example):
+    """The shared workers have no --build-root: a missing image is an error verdict and
+    nothing is built, whatever the message's build record says."""
+    from patchswarm.sandbox.images import image_exists
+    from patchswarm.tasks.celery_app import make_app
+
+    image = f"patchswarm/env:never-{uuid.uuid4().hex[:8]}"
+    build = {"repo": "/etc", "commit": "0" * 40, "python": "3.11",
+             "install": "sh -c 'echo pwned > /tmp/pwned'"}
+    env = make_app(broker).send_task(
+        VERIFY_TASK, args=[probe_payload(example, image=image, build=build)],
+        queue=shared.queue).get(timeout=60)
+    v = env["verdict"]
+    assert v["status"] == "error"
+    assert "not on this worker's Docker engine" in v["detail"]
+    assert "builds no images from task messages" in v["detail"]
+    assert not image_exists(image)
+
+
+def test_build_roots_and_signed_messages(broker, workers, example, tmp_path):
+    """A worker given a build root and a task secret: it refuses unsigned messages and
+    messages signed with another secret, builds only from repositories inside its root and
+    runs no install step it was not allowed to."""
+    from patchswarm.tasks.celery_app import make_app
+
+    root = tmp_path / "roots"
+    inside = examples.materialise(EXAMPLE, root / "repo")
+    commit = subprocess.run(["git", "-C", str(inside), "rev-parse", "HEAD"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    queue = queue_name()
+    workers.start(broker, queue, "strict", env={"PATCHSWARM_TASK_SECRET": "s3cret",
+                                                "PATCHSWARM_BUILD_ROOTS": str(root)})
+    app = make_app(broker)
+    res = app.send_task(VERIFY_TASK, args=[probe_payload(example)], queue=queue)
+    with pytest.raises(Exception, match="unsigned or its signature does not match"):
+        res.get(timeout=30)
+
+    patches = example.patches(2)
+    for secret, ok in ((b"wrong", False), (b"s3cret", True)):
+        cluster = ClusterSettings(broker=broker, verify_queue=queue, cache=False,
+                                  task_secret=secret)
+        with Orchestrator(cluster) as orch:
+            verdicts = orch.verify(example.env, example.groups(patches), RepairSettings(),
+                                   RunStore(tmp_path / f"run-{ok}"), Reporter(), NoCache(),
+                                   FAST)
+        if ok:
+            assert statuses(verdicts) == expected(example, patches)
+        else:
+            assert {v.status for v in verdicts.values()} == {"error"}
+            assert all("rejected" in v.detail for v in verdicts.values())
+
+    image = f"patchswarm/env:never-{uuid.uuid4().hex[:8]}"
+    cases = [({"repo": str(example.repo), "commit": commit}, "outside this worker's build roots"),
+             ({"repo": str(inside), "commit": commit, "install": "pip install evil"},
+              "runs no install steps from task messages"),
+             ({"repo": str(root / ".." / "roots" / ".." / ".."), "commit": commit},
+              "outside this worker's build roots")]
+    from patchswarm.tasks.task_schema import sign
+
+    for build, why in cases:
+        payload = probe_payload(example, image=image, build=build)
+        payload["sig"] = sign(b"s3cret", payload)
+        v = app.send_task(VERIFY_TASK, args=[payload], queue=queue).get(timeout=60)["verdict"]
+        assert v["status"] == "error" and why in v["detail"], v["detail"]
+
+
+def test_equal_keys_get_their_own_verdicts_on_the_workers(broker, shared, example, tmp_path):
+    """The coding-cookie pair through the workers and the shared cache: the variant that
+    fails is verified itself, never answered from the cache entry of the one that passed."""
+    from test_verdict_identity import COOKIE, GOOD
+
+    from patchswarm.agent.normalise import patch_key
+    from patchswarm.agent.ranking import Group
+
+    key = patch_key(GOOD, example.env.files)
+    assert key == patch_key(COOKIE, example.env.files)
+    prefix = f"patchswarm:test-verdict:{uuid.uuid4().hex[:8]}:"
+    cluster = ClusterSettings(broker=broker, verify_queue=shared.queue, cache_prefix=prefix)
+    with Orchestrator(cluster) as orch:
+        good = orch.verify(example.env, [Group(key, GOOD, ["a"])], RepairSettings(),
+                           RunStore(tmp_path / "good"), Reporter(), verifier=FAST)
+        bad = orch.verify(example.env, [Group(key, COOKIE, ["b"])], RepairSettings(),
+                          RunStore(tmp_path / "bad"), Reporter(), verifier=FAST)
+        assert good[key].status == "passed" and bad[key].status == "failed"
+        assert orch.stats.submitted == 2 and not bad[key].extra.get("cached")
+        # Straight to a worker, with the cache on: its own cache has the good verdict only.
+        payload = {"image": example.env.image, "spec": example.env.spec, "patch": COOKIE,
+                   "key": key, "verifier": FAST.settings(), "cache": True}
+        envelope = orch.app.send_task(VERIFY_TASK, args=[payload],
+                                      queue=shared.queue).get(timeout=60)
+        assert envelope["verdict"]["status"] == "failed"
 
 
 # ----------------------------------------------------------------------------- back-pressure
