@@ -1,41 +1,21 @@
-"""Which files to show the model: the ones an issue is about, within a budget.
+"""Which files to show the model, and how much of each, within a budget.
 
-Files are ranked by BM25 between the issue (plus the failing tests' text) and each file's
-path and identifiers; a file the failing tests import, or the issue names, goes first.
+``select_context`` ranks the source files (``localise.rank_files``: BM25 plus what the issue
+names), then shows the best ``max_files`` of them, each whole when it fits its share of the
+budget and otherwise as an excerpt of the definitions the issue is about (``excerpt``). So a
+prompt holds several likely files instead of the first large one alone. ``select_files`` is
+the older contract (whole files only, paths) kept for callers that show whole files.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
+from collections.abc import Iterable
 
-from rank_bm25 import BM25Okapi
+from .excerpt import excerpt
+from .localise import FileFacts, IssueSignals, is_test_file, rank_files, tokens
 
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-
-
-def tokens(text: str) -> list[str]:
-    """Identifiers, split on snake and camel case, lower-cased; whole identifiers kept too."""
-    out: list[str] = []
-    for word in _WORD.findall(text):
-        low = word.lower()
-        out.append(low)
-        parts = [p for p in _CAMEL.sub("_", word).lower().split("_") if p]
-        if len(parts) > 1:
-            out.extend(parts)
-    return out
-
-
-def is_test_file(path: str) -> bool:
-    p = PurePosixPath(path)
-    return (
-        p.name.startswith("test_")
-        or p.name.endswith("_test.py")
-        or "tests" in p.parts
-        or "test" in p.parts
-        or p.name == "conftest.py"
-    )
+__all__ = ["imported_modules", "is_test_file", "select_context", "select_files", "tokens"]
 
 
 def imported_modules(source: str) -> set[str]:
@@ -46,28 +26,43 @@ def imported_modules(source: str) -> set[str]:
     return mods
 
 
+def _facts(files: dict[str, str], facts: Iterable[FileFacts] | None) -> list[FileFacts]:
+    if facts is not None:
+        return list(facts)
+    return [FileFacts.of(p, t) for p, t in files.items()
+            if p.endswith(".py") and not is_test_file(p)]
+
+
 def select_files(issue: str, files: dict[str, str], tests_text: str = "",
-                 budget_chars: int = 16000, max_files: int = 4) -> list[str]:
-    """Source files (not tests) most relevant to ``issue``, best first, within the budget."""
-    sources = {p: t for p, t in files.items() if p.endswith(".py") and not is_test_file(p)}
-    if not sources:
-        return []
-    paths = list(sources)
-    corpus = [tokens(p.replace("/", " ").replace(".py", "")) * 3 + tokens(sources[p])
-              for p in paths]
-    query = tokens(issue) + tokens(tests_text)
-    scores = BM25Okapi(corpus).get_scores(query) if query else [0.0] * len(paths)
-    wanted = imported_modules(tests_text) | set(tokens(issue))
-    ranked = sorted(
-        range(len(paths)),
-        key=lambda i: (PurePosixPath(paths[i]).stem.lower() not in wanted, -scores[i], paths[i]),
-    )
+                 budget_chars: int = 16000, max_files: int = 4,
+                 facts: Iterable[FileFacts] | None = None) -> list[str]:
+    """Source files (not tests) most relevant to ``issue``, best first, shown whole within
+    ``budget_chars`` (the best one always, whatever its size)."""
+    ranked = rank_files(issue, _facts(files, facts), tests_text)
     chosen: list[str] = []
     used = 0
-    for i in ranked:
-        size = len(sources[paths[i]])
+    for path, _ in ranked:
+        size = len(files[path])
         if chosen and (used + size > budget_chars or len(chosen) >= max_files):
             continue
-        chosen.append(paths[i])
+        chosen.append(path)
         used += size
     return chosen
+
+
+def select_context(issue: str, files: dict[str, str], tests_text: str = "",
+                   budget_chars: int = 24000, max_files: int = 6,
+                   facts: Iterable[FileFacts] | None = None) -> dict[str, str]:
+    """Path → the text to show, best file first: the ``max_files`` best-ranked source files,
+    each whole when it fits an equal share of ``budget_chars`` (a share a smaller file leaves
+    unused passes to the next), else as an excerpt of the parts the issue is about."""
+    ranked = [p for p, _ in rank_files(issue, _facts(files, facts), tests_text)][:max_files]
+    sig = IssueSignals.of(issue + "\n" + tests_text)
+    out: dict[str, str] = {}
+    left = budget_chars
+    for i, path in enumerate(ranked):
+        share = left // (len(ranked) - i)
+        shown = excerpt(files[path], sig, share)
+        out[path] = shown
+        left -= len(shown)
+    return out
