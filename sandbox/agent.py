@@ -261,7 +261,7 @@ def serve():
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            return req, fds[0]
+            return req, fds
         for fd in fds:
             os.close(fd)
         say({"pid": pid})
@@ -278,12 +278,13 @@ def serve():
         say({"status": code})
 
 
-req, out = serve()
+req, fds = serve()
 sock.close()
 os.setsid()
 null = os.open(os.devnull, os.O_RDONLY)
 os.dup2(null, 0)
 os.close(null)
+out = fds[0]
 os.dup2(out, 1)
 os.dup2(out, 2)
 os.close(out)
@@ -291,13 +292,19 @@ dumpable(1)
 os.chdir(req["cwd"])
 os.environ.clear()
 os.environ.update(req["env"])
+if req.get("report") and len(fds) > 1:  # the report pipe, under the number this process got
+    os.set_inheritable(fds[1], True)
+    os.environ["PATCHSWARM_REPORT_FD"] = str(fds[1])
 path0 = req["path0"] or os.getcwd()
 user_site = os.path.join(os.environ.get("PYTHONUSERBASE") or os.path.expanduser("~/.local"),
                          "lib", "python%d.%d" % sys.version_info[:2], "site-packages")
 if shadowed(path0) or os.path.isdir(user_site):  # (a fresh interpreter would add that folder)
-    os.execve("/bin/sh", ["sh", "-c", req["cmd"]], req["env"])
+    os.execve("/bin/sh", ["sh", "-c", req["cmd"]], dict(os.environ))
 sys.path[0] = path0
 sys.dont_write_bytecode = bool(req["env"].get("PYTHONDONTWRITEBYTECODE"))
+# As a fresh interpreter would: bytecode is read and written only under this prefix.
+prefix = req["env"].get("PYTHONPYCACHEPREFIX")
+sys.pycache_prefix = os.path.abspath(prefix) if prefix else None
 importlib.invalidate_caches()
 if req["kind"] == "module":
     sys.argv = ["-m"] + req["args"]
@@ -308,8 +315,12 @@ else:
 """
 
 # What CPython reads from the environment when it starts (or that decides how it starts): a
-# fork server serves only commands whose values of these match its own.
+# fork server serves only commands whose values of these match its own, except PER_RUN_ENV,
+# which the forked process applies itself as a fresh interpreter would (a run's own bytecode
+# folder, and whether to write bytecode), and which the server never starts with.
 STARTUP_ENV = ("PYTHON", "LC_", "LANG")
+PER_RUN_ENV = ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+REPORT_ENV = "PATCHSWARM_REPORT_FD"
 SHELL_SYNTAX = set(";&|<>$`(){}*?[]~!#\\\n")
 
 
@@ -474,9 +485,10 @@ def pytest_call(cmd: str, env: dict) -> tuple[str, list, str, str] | None:
     return None
 
 
-def fork_run(req: dict, env: dict) -> Forked | None:
+def fork_run(req: dict, env: dict, report_fd: int | None = None) -> Forked | None:
     """Start ``req``'s command through the fork server when it is a plain pytest call that
-    the server can run exactly as a fresh interpreter would; None otherwise."""
+    the server can run exactly as a fresh interpreter would; None otherwise. ``report_fd``
+    (the write end of the report pipe) goes to the run with its output's."""
     if req.get("fork") is False or not hasattr(socket, "send_fds"):
         return None
     call = pytest_call(req["cmd"], env)
@@ -484,14 +496,15 @@ def fork_run(req: dict, env: dict) -> Forked | None:
         return None
     exe, args, path0, kind = call
     startup = tuple(sorted((k, v) for k, v in env.items() if k.startswith(STARTUP_ENV)
-                           and k != "PYTHONDONTWRITEBYTECODE"))
+                           and k not in PER_RUN_ENV))
     key = (os.path.realpath(exe), kind, startup)
     if key in _NO_ZYGOTE:
         return None
     if _ZYGOTE and (_ZYGOTE[0].key != key or not _ZYGOTE[0].healthy()):
         _drop_zygote()
     if not _ZYGOTE:
-        z = Zygote(exe, {k: v for k, v in env.items() if k != "PYTEST_ADDOPTS"}, key,
+        skip = ("PYTEST_ADDOPTS", REPORT_ENV, "PYTHONPYCACHEPREFIX")
+        z = Zygote(exe, {k: v for k, v in env.items() if k not in skip}, key,
                    min(20.0, float(req["timeout"])))
         if not z.ok:
             z.close()
@@ -502,9 +515,10 @@ def fork_run(req: dict, env: dict) -> Forked | None:
     r, w = os.pipe()
     cwd = req.get("cwd") or "/"
     msg = {"cmd": req["cmd"], "cwd": cwd, "env": env, "args": args,
-           "path0": path0, "kind": kind}
+           "path0": path0, "kind": kind, "report": report_fd is not None}
     try:
-        socket.send_fds(z.sock, [json.dumps(msg).encode()], [w])
+        socket.send_fds(z.sock, [json.dumps(msg).encode()],
+                        [w] if report_fd is None else [w, report_fd])
     except OSError:
         os.close(r)
         os.close(w)
@@ -520,6 +534,53 @@ def fork_run(req: dict, env: dict) -> Forked | None:
     return Forked(z, reply["pid"], r)
 
 
+class ReportPipe:
+    """A pipe whose write end the command inherits (its number in ``PATCHSWARM_REPORT_FD``):
+    what the command writes there comes back to the host apart from its output, up to
+    ``cap`` bytes (more is drained, dropped and flagged). Nothing can take back what was
+    written, as it could rewrite a file."""
+
+    def __init__(self, cap: int) -> None:
+        self.r, self.w = os.pipe()
+        os.set_blocking(self.r, False)
+        self.cap = cap
+        self.data = bytearray()
+        self.overflow = False
+        self.unfinished = False
+
+    def close_writer(self) -> None:
+        if self.w >= 0:
+            os.close(self.w)
+            self.w = -1
+
+    def pump(self) -> bool:
+        """Read what is there; False at the end of the stream."""
+        while True:
+            try:
+                chunk = os.read(self.r, CHUNK)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            if not chunk:
+                return False
+            room = self.cap - len(self.data)
+            if len(chunk) > room:
+                self.overflow = True
+            self.data += chunk[:max(0, room)]
+
+    def finish(self, deadline: float) -> None:
+        """Drain to the end (every writer is dead by now), for at most until ``deadline``."""
+        self.close_writer()
+        while self.pump():
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                self.unfinished = True  # something still holds it open
+                break
+            select.select([self.r], [], [], min(wait, 0.1))
+        os.close(self.r)
+
+
 def run(req: dict) -> None:
     timeout = float(req["timeout"])
     limit = max(0, int(req.get("limit", 1_000_000)))
@@ -528,22 +589,33 @@ def run(req: dict) -> None:
     hard = int(req.get("hard", 0))
     env = dict(os.environ)
     env.update(req.get("env") or {})
+    if req.get("path_first"):  # a folder put first on PYTHONPATH, before any of the command's
+        env["PYTHONPATH"] = ":".join(p for p in (req["path_first"], env.get("PYTHONPATH")) if p)
+    report = ReportPipe(int(req.get("report_max", 32 << 20))) if req.get("report") else None
+    if report is not None:
+        env[REPORT_ENV] = str(report.w)
     oom0 = oom_count()
     start = time.monotonic()
     deadline = start + timeout
     try:
-        proc = fork_run(req, env) or subprocess.Popen(
+        proc = fork_run(req, env, report and report.w) or subprocess.Popen(
             ["sh", "-c", req["cmd"]], cwd=req.get("cwd") or "/", env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True,
+            start_new_session=True, close_fds=True, pass_fds=(report.w,) if report else (),
         )
     except OSError as exc:
         msg = f"patchswarm: cannot run the command: {exc}\n".encode()
         send(b"O", msg)
+        if report is not None:
+            report.finish(time.monotonic())
         result(exit_code=126 if isinstance(exc, PermissionError) else 127, total=len(msg),
                seconds=time.monotonic() - start, timed_out=False, overflow=False, oom=False,
                clean=True)
         return
+    reading = []
+    if report is not None:
+        report.close_writer()  # only the command holds it now: its end is the stream's end
+        reading.append(report.r)
     fd = proc.stdout.fileno()
     os.set_blocking(fd, False)
     total = 0
@@ -566,8 +638,10 @@ def run(req: dict) -> None:
         if ended_at is not None and now - ended_at > 1.0:
             break
         wait = 0.25 if code is not None else min(0.1, max(0.0, deadline - now))
-        ready, _, _ = select.select([fd], [], [], wait)
-        if not ready:
+        ready, _, _ = select.select([fd, *reading], [], [], wait)
+        if reading and reading[0] in ready and not report.pump():
+            reading.clear()
+        if fd not in ready:
             continue
         try:
             chunk = os.read(fd, CHUNK)
@@ -611,9 +685,15 @@ def run(req: dict) -> None:
         total += len(note)
     if total > head_cap and tail:
         send(b"T", bytes(tail[-tail_cap:]))
+    extra = {}
+    if report is not None:
+        report.finish(time.monotonic() + 2.0)
+        send(b"D", bytes(report.data))
+        extra = {"report": len(report.data), "report_overflow": report.overflow,
+                 "report_unfinished": report.unfinished}
     oom1 = oom_count()
     result(exit_code=code, total=total, seconds=time.monotonic() - start, timed_out=timed_out,
-           overflow=overflow, oom=oom0 >= 0 and oom1 > oom0, clean=clean)
+           overflow=overflow, oom=oom0 >= 0 and oom1 > oom0, clean=clean, **extra)
 
 
 def write_file(req: dict, data: bytes) -> None:

@@ -48,6 +48,11 @@ uses it."""
 OWNER = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 AGENT_SOURCE = (Path(__file__).with_name("agent.py")).read_text()
+REPORT_PLUGIN_SOURCE = (Path(__file__).with_name("report_plugin.py")).read_text()
+CHECKS_DIR = "/opt/patchswarm/checks"
+"""A small memory file system owned by root (mode 0755) where the sandbox keeps the test
+report plugin: written by root when the sandbox starts, so no command of the sandbox user
+(and no candidate before or after) can change it, and never emptied by a reset."""
 WRITABLE = ("/tmp", "/dev/shm", "/dev/mqueue")
 """Writable places besides /work that a reset empties."""
 
@@ -97,9 +102,14 @@ class ExecResult:
     """The command wrote more than ``Limits.output_kill`` bytes and was killed."""
     agent_lost: bool = False
     """The command killed the in-sandbox runner (``kill -9 -1``); its status is unknown."""
+    report: bytes | None = None
+    """With ``exec(report=True)``: what the command wrote to its report pipe (the test
+    report plugin's stream); None where no stream could be read, and ``report_error`` says
+    why."""
+    report_error: str = ""
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        return {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "report"}
 
 
 class _AgentLost(Exception):
@@ -109,6 +119,9 @@ class _AgentLost(Exception):
 class _AgentTimeout(Exception):
     pass
 
+
+REPORT_MAX = 32 << 20
+"""Bytes of report stream kept per command; a longer stream is an error, never cut short."""
 
 _FRAME = struct.Struct(">cI")
 _DOCKER_HEADER = struct.Struct(">BxxxI")
@@ -241,6 +254,9 @@ class Sandbox:
     _oom_seen: int = field(default=0, init=False, repr=False, compare=False)
     _fast: bool = field(default=True, init=False, repr=False, compare=False)
     """Commands go through the runner (False: it could not start here, or was not wanted)."""
+    report_module: str | None = field(default=None, init=False, repr=False, compare=False)
+    """The test report plugin's module name in this sandbox (random, so that no patch can
+    name a module that shadows it), or None where it could not be installed."""
 
     def start(self) -> Sandbox:
         lim = self.limits
@@ -253,7 +269,8 @@ class Sandbox:
             )
         pristine = _image_labels(self.image).get(PRISTINE_LABEL)
         self.read_only_root = bool(lim.read_only and pristine)
-        tmpfs = {"/tmp": f"rw,exec,nosuid,nodev,size={lim.tmp_size},mode=1777"}
+        tmpfs = {"/tmp": f"rw,exec,nosuid,nodev,size={lim.tmp_size},mode=1777",
+                 CHECKS_DIR: "rw,noexec,nosuid,nodev,size=1m,mode=0755"}
         if self.read_only_root:
             tmpfs[WORKDIR] = (f"rw,exec,nosuid,nodev,size={lim.work_size},mode=0755,"
                               f"uid={_uid()},gid={_uid()}")
@@ -303,6 +320,8 @@ class Sandbox:
                     self._fast = False  # no python3 in the image: docker exec does it all
             if self.read_only_root and not self._populate(pristine):
                 raise SandboxError(f"could not copy the repository into the sandbox ({pristine})")
+            if self._fast:
+                self._install_report_plugin()
             if self._agent is None:
                 self._oom_seen = self._oom_count_root()
         except BaseException:
@@ -345,13 +364,32 @@ class Sandbox:
         workdir: str = WORKDIR,
         env: dict[str, str] | None = None,
         user: str | None = None,
+        report: bool = False,
     ) -> ExecResult:
-        """Run ``command`` with ``sh -c`` under a hard deadline that kills its whole tree."""
+        """Run ``command`` with ``sh -c`` under a hard deadline that kills its whole tree.
+
+        ``report``: run it with the test report plugin (``report_plugin.py``): its folder
+        first on ``PYTHONPATH``, ``-p`` of its module first in ``PYTEST_ADDOPTS``, and a pipe
+        whose stream comes back as ``ExecResult.report``. Only the sandbox's command runner
+        can pass a pipe; elsewhere ``report`` is None, with the reason."""
         if self.container_id is None:
             raise SandboxError("sandbox not started")
         if user in (None, SANDBOX_USER) and self._fast:
-            return self._exec_agent(command, timeout, workdir, env)
-        return self._exec_docker(command, timeout, workdir, env, user)
+            return self._exec_agent(command, timeout, workdir, env, report=report)
+        res = self._exec_docker(command, timeout, workdir, env, user)
+        if report:
+            res.report_error = "the sandbox's command runner is off, so it has no report pipe"
+        return res
+
+    def _install_report_plugin(self) -> None:
+        """Write the report plugin into CHECKS_DIR as root, before any candidate runs."""
+        name = f"_checks_{uuid.uuid4().hex[:16]}"
+        data = base64.b64encode(REPORT_PLUGIN_SOURCE.encode()).decode()
+        path = f"{CHECKS_DIR}/{name}.py"
+        res = self._exec_docker(f"printf %s {data} | base64 -d > {path} && chmod 0444 {path}",
+                                30, workdir="/", user="0")
+        if res.exit_code == 0:
+            self.report_module = name
 
     def _ensure_agent(self) -> _Agent:
         if self._agent is None:
@@ -363,17 +401,22 @@ class Sandbox:
 
     def _exec_agent(self, command: str, timeout: float, workdir: str = WORKDIR,
                     env: dict[str, str] | None = None,
-                    output_limit: int | None = None) -> ExecResult:
+                    output_limit: int | None = None, report: bool = False) -> ExecResult:
         agent = self._ensure_agent()
         limit = output_limit or self.limits.output_limit
+        env = dict(env or {})
         req = {"op": "run", "cmd": command, "timeout": timeout, "cwd": workdir,
-               "env": env or {}, "limit": limit, "tail": limit // 4,
+               "env": env, "limit": limit, "tail": limit // 4,
                "fork": self.limits.fork_tests,
                "hard": max(self.limits.output_kill, limit) if self.limits.output_kill else 0}
+        if report and self.report_module:
+            env["PYTEST_ADDOPTS"] = " ".join(
+                p for p in (f"-p {self.report_module}", env.get("PYTEST_ADDOPTS")) if p)
+            req.update(report=True, path_first=CHECKS_DIR, report_max=REPORT_MAX)
         head = bytearray()
         start = time.monotonic()
         try:
-            res, _, tail = agent.request(req, timeout=timeout + 10.0, output=head)
+            res, stream, tail = agent.request(req, timeout=timeout + 10.0, output=head)
         except _AgentLost:
             self._drop_agent()
             text = head.decode("utf-8", "replace") + (
@@ -396,9 +439,21 @@ class Sandbox:
             # At the end, where a reader of the log's tail sees it.
             text += (f"\n[patchswarm: the command wrote more than {self.limits.output_kill} "
                      "bytes of output and was killed]\n")
-        return ExecResult(res.get("exit_code"), text, float(res.get("seconds", 0.0)),
-                          bool(res.get("timed_out")), dropped, False, bool(res.get("oom")),
-                          bool(res.get("overflow")))
+        out = ExecResult(res.get("exit_code"), text, float(res.get("seconds", 0.0)),
+                         bool(res.get("timed_out")), dropped, False, bool(res.get("oom")),
+                         bool(res.get("overflow")))
+        if report:
+            if not self.report_module:
+                out.report_error = "the report plugin could not be installed in this sandbox"
+            elif "report" not in res:
+                out.report_error = "the command runner returned no report stream"
+            elif res.get("report_overflow"):
+                out.report_error = f"the report stream was larger than {REPORT_MAX} bytes"
+            elif res.get("report_unfinished"):
+                out.report_error = "the report pipe was still held open after the command"
+            else:
+                out.report = stream
+        return out
 
     def _drop_agent(self) -> None:
         if self._agent is not None:
