@@ -51,8 +51,9 @@ from .runner import RepairResult, RepairSettings, Reporter
 
 log = logging.getLogger("patchswarm.bot")
 
-MAX_BODY = 25 * 1024 * 1024
-"""GitHub caps webhook payloads at 25 MB."""
+MAX_BODY = 1024 * 1024
+"""Default cap of a webhook body. Issue and comment events are a few kB; GitHub's own cap is
+25 MB (``BotConfig.max_body``, ``patchswarm bot serve --max-body``, raises it)."""
 TRUSTED_ASSOCIATIONS = ("OWNER", "MEMBER", "COLLABORATOR")
 REPO_CONFIG = ".patchswarm.yml"
 REPO_CONFIG_KEYS = {"test", "install", "files", "python", "test_timeout"}
@@ -86,6 +87,9 @@ class BotConfig:
     redis_url: str | None = None
     """Record delivery ids in Redis (shared by several receivers) instead of SQLite."""
     workers: int = 1
+    max_body: int = MAX_BODY
+    """Bytes of a webhook body read at most: past it the request gets 413 while it streams,
+    before any signature work."""
     rate_retries: int = 3
     git_author: tuple[str, str] = ("patchswarm[bot]", "patchswarm[bot]@users.noreply.github.com")
 
@@ -399,12 +403,16 @@ class Bot:
         self._outstanding = 0
         """Jobs queued or running: counted from queueing to the end of the job, so that
         ``wait_idle`` never sees a job between the queue and a worker."""
+        self.signature_checks = 0
+        self.refused_bodies = 0
+        """Counters shown on /healthz: signatures computed, bodies refused as too large."""
 
     # -- receiving
 
     def handle(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
         """Check and queue one webhook delivery; return (HTTP status, JSON answer)."""
         h = {k.lower(): v for k, v in headers.items()}
+        self.signature_checks += 1
         if not verify_signature(self.config.webhook_secret, body, h.get("x-hub-signature-256")):
             return 401, {"error": "bad or missing X-Hub-Signature-256"}
         event, delivery = h.get("x-github-event"), h.get("x-github-delivery")
@@ -719,18 +727,34 @@ def create_app(config: BotConfig, sampler_factory: Callable[[], Any] | None = No
 
     bot = Bot(config, sampler_factory, repair_fn, github)
 
+    cap = config.max_body
+    too_large = {"error": f"the body is over {cap} bytes"}
+
     async def webhook(request: Request) -> JSONResponse:
+        # Capped before it is read: a declared length over the cap is refused at once, and a
+        # chunked body is counted as it streams, so at most ``cap`` bytes are ever held and
+        # no signature is computed over more.
         size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > MAX_BODY):
-            return JSONResponse({"error": "the body is too large"}, status_code=413)
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return JSONResponse({"error": "the body is too large"}, status_code=413)
+        if size is not None and (not size.strip().isdigit() or int(size) > cap):
+            bot.refused_bodies += 1
+            return JSONResponse(too_large, status_code=413, headers={"Connection": "close"})
+        chunks: list[bytes] = []
+        total = 0
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > cap:
+                bot.refused_bodies += 1
+                return JSONResponse(too_large, status_code=413,
+                                    headers={"Connection": "close"})
+            chunks.append(chunk)
+        body = b"".join(chunks)
         status, data = await run_in_threadpool(bot.handle, dict(request.headers), body)
         return JSONResponse(data, status_code=status)
 
     async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "jobs": bot._outstanding})
+        return JSONResponse({"status": "ok", "jobs": bot._outstanding,
+                             "signature_checks": bot.signature_checks,
+                             "refused_bodies": bot.refused_bodies})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:

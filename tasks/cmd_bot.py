@@ -66,10 +66,14 @@ def bot() -> None:
               help="Record delivery ids in this Redis (several receivers behind one URL).")
 @click.option("--workers", default=1, show_default=True,
               help="Jobs run at once (1 when the model runs in this process).")
+@click.option("--max-body", type=click.IntRange(1024, 25 * 1024 * 1024), default=1024 * 1024,
+              show_default=True, envvar="PATCHSWARM_WEBHOOK_MAX_BODY",
+              help="Bytes of a webhook body accepted; larger ones get 413 before any "
+                   "signature work (GitHub's own cap is 25 MB).")
 def serve(app_id: str, key_file: Path | None, secret_file: Path | None, state_dir: Path,
           host: str, port: int, api_url: str, label: str, command: str, test: str, n: int,
           model: str | None, endpoint: str | None, broker: str | None,
-          redis_url: str | None, workers: int) -> None:
+          redis_url: str | None, workers: int, max_body: int) -> None:
     """Serve the webhook (POST /webhook) of a GitHub App.
 
     The app needs the permissions Issues (read and write), Pull requests (read and write),
@@ -94,7 +98,8 @@ def serve(app_id: str, key_file: Path | None, secret_file: Path | None, state_di
     config = BotConfig(app_id=app_id, private_key=key, webhook_secret=secret.encode(),
                        state_dir=state_dir, base_url=api_url, label=label, command=command,
                        test_command=test, settings=_settings(n=n), model=model,
-                       endpoint=endpoint, broker=broker, redis_url=redis_url, workers=workers)
+                       endpoint=endpoint, broker=broker, redis_url=redis_url, workers=workers,
+                       max_body=max_body)
     run_server(config, host, port)
 
 

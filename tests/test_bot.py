@@ -326,6 +326,73 @@ def test_a_bad_or_missing_signature_gets_401_and_nothing_is_queued(tmp_path, fak
     assert fake.requests == []
 
 
+def _raw_post(url: str, head: dict[str, str], chunks: Iterator[bytes],
+              chunked: bool = True) -> tuple[int, int]:
+    """POST over a bare socket, streaming ``chunks``; stop sending as soon as the server
+    answers. Returns (HTTP status, body bytes sent before the answer)."""
+    import select
+
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    lines = ["POST /webhook HTTP/1.1", f"Host: {host}:{port}",
+             *(f"{k}: {v}" for k, v in head.items())]
+    if chunked:
+        lines.append("Transfer-Encoding: chunked")
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    sent = 0
+    answer = b""
+    try:
+        for chunk in chunks:
+            if select.select([sock], [], [], 0)[0]:
+                break
+            sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+            sent += len(chunk)
+        else:
+            if chunked:
+                sock.sendall(b"0\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    try:
+        answer = sock.recv(4096)
+    except ConnectionResetError:
+        pass
+    sock.close()
+    return int(answer.split(b" ", 2)[1]) if answer else 0, sent
+
+
+def test_an_oversized_body_is_refused_while_it_streams(tmp_path, fake, app_key):
+    """A chunked body past the cap gets 413 as soon as the cap is passed, before any
+    signature work, holding at most the cap in memory; a declared length over the cap is
+    refused before a byte of the body is read."""
+    import tracemalloc
+
+    cap = 1024 * 1024
+    app = create_app(config(tmp_path, fake, app_key, max_body=cap),
+                     sampler_factory=lambda: pytest.fail("no job may run"))
+    bot: Bot = app.state.bot
+    h, body = payload("issues.labeled")
+    chunk = b"x" * (16 * 1024)
+    with serving(app) as url:
+        tracemalloc.start()
+        status, sent = _raw_post(url, h, (chunk for _ in range(4096)))  # 64 MiB offered
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert status == 413
+        assert cap < sent < 8 * cap, f"{sent} bytes went in before the answer"
+        assert peak < 8 * cap, f"{peak} bytes held for one refused request"
+        assert bot.signature_checks == 0 and bot.refused_bodies == 1
+        # A declared Content-Length over the cap: refused at once, no body sent at all.
+        status, sent = _raw_post(url, {**h, "Content-Length": str(25 * 1024 * 1024)},
+                                 iter([]), chunked=False)
+        assert status == 413 and sent == 0
+        assert bot.signature_checks == 0 and bot.refused_bodies == 2
+        # A body within the cap, correctly signed, is still checked and taken.
+        r = post(url, "issue_comment.created.outsider")
+        assert r.status_code == 200 and bot.signature_checks == 1
+        health = httpx.get(f"{url}/healthz", trust_env=False).json()
+        assert health["refused_bodies"] == 2
+
+
 def test_a_comment_from_an_outsider_gets_no_action(tmp_path, fake, app_key):
     app = create_app(config(tmp_path, fake, app_key),
                      sampler_factory=lambda: pytest.fail("no job may run"))

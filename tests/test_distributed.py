@@ -52,6 +52,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.redis]
 EXAMPLE = "gradebook-average"
 PORT = 6390
 RESTART_PORT = 6391
+AUTH_PORT = 6393
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -59,9 +60,11 @@ RESTART_PORT = 6391
 class RedisServer:
     """A redis-server child process on 127.0.0.1:port with nothing saved to disk."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, password: str | None = None) -> None:
         self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
+        self.password = password
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{port}/0"
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -70,11 +73,14 @@ class RedisServer:
             pytest.fail("redis-server is not installed: run `bash docker/setup.sh --test`")
         self.proc = subprocess.Popen(
             [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             "--appendonly", "no", "--protected-mode", "yes",
+             *(["--requirepass", self.password] if self.password else [])],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                redis.Redis(port=self.port, socket_connect_timeout=0.5).ping()
+                redis.Redis(port=self.port, password=self.password,
+                            socket_connect_timeout=0.5).ping()
                 return
             except redis.RedisError:
                 if self.proc.poll() is not None:
@@ -615,6 +621,33 @@ def test_equal_keys_get_their_own_verdicts_on_the_workers(broker, shared, exampl
         envelope = orch.app.send_task(VERIFY_TASK, args=[payload],
                                       queue=shared.queue).get(timeout=60)
         assert envelope["verdict"]["status"] == "failed"
+
+
+def test_a_password_protected_broker(workers, example, tmp_path):
+    """Redis with requirepass: a URL without the password is refused up front; workers and the
+    orchestrator whose URLs carry it run as usual; messages never show it."""
+    from patchswarm.tasks.distributed import check_broker, redact
+
+    password = uuid.uuid4().hex
+    server = RedisServer(AUTH_PORT, password)
+    server.start()
+    try:
+        bare = f"redis://127.0.0.1:{AUTH_PORT}/0"
+        with pytest.raises(BrokerError, match=rf"cannot reach the broker at {bare}"):
+            check_broker(bare)
+        assert redact(server.url) == f"redis://:***@127.0.0.1:{AUTH_PORT}/0"
+        queue = queue_name()
+        workers.start(server.url, queue, "authed")
+        patches = example.patches(2)
+        cluster = ClusterSettings(broker=server.url, verify_queue=queue, cache=False)
+        with Orchestrator(cluster) as orch:
+            verdicts = orch.verify(example.env, example.groups(patches), RepairSettings(),
+                                   RunStore(tmp_path / "run"), Reporter(), NoCache(), FAST)
+        assert statuses(verdicts) == expected(example, patches)
+        workers.stop_all()
+        assert password not in workers.read_log("authed")
+    finally:
+        server.stop()
 
 
 # ----------------------------------------------------------------------------- back-pressure
