@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import shlex
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,22 @@ from patchswarm.sandbox.patching import apply_patch
 from patchswarm.sandbox.policy import CONFIG_NAMES, POLICY_VERSION, TEST_DIRS, Rules
 
 from .grading import grade, merge_flaky_runs
-from .logparse import PARSERS, parse_junit_xml
+from .logparse import PARSERS
+from .pytest_signals import (
+    TAMPERED,
+    PytestRun,
+    installed_plugins,
+    judge_pytest_run,
+    log_duplicates,
+    merge_log,
+    own_exit_status,
+    pytest_env,
+)
 from .verdict import ERROR, FAILED, PASSED, TIMEOUT, Verdict
 
-JUNIT_PATH = "/tmp/patchswarm/junit.xml"
+STREAMED = ("junit", "pytest")
+"""Log formats of pytest runs: their results come from the report stream (see
+``pytest_signals``); ``junit`` names the default for history's sake (no JUnit file is read)."""
 PASSING = ("PASSED", "XFAIL")
 LOG_TAIL = 20_000
 
@@ -171,11 +184,15 @@ class PytestVerifier:
             runs = [run["tests"]]
             for _ in range(self.reruns):
                 again = self._run(problem, sandbox)
+                if again.get("tampered"):  # a rerun is checked as the first run was
+                    verdict = self._judge(problem, again, extra)
+                    verdict.detail += " (in a rerun of the failing tests)"
+                    break
                 if again["timed_out"] or again["error"]:
                     break
                 runs.append(again["tests"])
             merged, flaky = merge_flaky_runs(runs)
-            if flaky:
+            if flaky and verdict.status == FAILED:
                 extra["flaky"] = flaky
                 run = {**run, "tests": merged}
                 verdict = self._judge(problem, run, extra)
@@ -183,18 +200,20 @@ class PytestVerifier:
         return verdict
 
     def _run(self, problem: dict[str, Any], sandbox: Sandbox) -> dict[str, Any]:
+        """Run the tests once. pytest's formats (``junit``, the default, and ``pytest``) read
+        the results from the report stream, checked against the exit status and pytest's
+        summary line (``pytest_signals``); other runners' logs are parsed, and a test whose
+        result line appears twice, or a log that contradicts the exit status, is an error."""
         timeout = float(problem.get("timeout", 300))
         fmt = problem.get("log_format", "junit")
-        env = {"PYTHONDONTWRITEBYTECODE": "1"}
-        if fmt == "junit":
-            env["PYTEST_ADDOPTS"] = (
-                f"--junitxml={JUNIT_PATH} -o junit_family=xunit1 -p no:cacheprovider"
-            )
-        sandbox.exec(f"mkdir -p /tmp/patchswarm && rm -f {JUNIT_PATH}", timeout=10)
-        res = sandbox.exec(problem["test_command"], timeout=timeout, env=env)
+        command = problem["test_command"]
+        streamed = fmt in STREAMED
+        env = pytest_env(installed_plugins(sandbox, command) if streamed else [],
+                         uuid.uuid4().hex)
+        res = sandbox.exec(command, timeout=timeout, env=env, report=streamed)
         out: dict[str, Any] = {"exit_code": res.exit_code, "log": res.output,
                                "timed_out": res.timed_out, "oom": res.oom, "error": None,
-                               "tests": {}, "seconds": res.seconds}
+                               "tampered": False, "tests": {}, "seconds": res.seconds}
         if res.timed_out or res.oom:
             return out
         if getattr(res, "overflow", False):
@@ -206,27 +225,38 @@ class PytestVerifier:
                             "(e.g. kill -9 -1); its outcome is unknown")
             return out
         if res.exit_code == 127:
-            out["error"] = "test command not found: " + problem["test_command"]
+            out["error"] = "test command not found: " + command
             return out
-        if fmt == "junit":
-            xml = sandbox.get_file(JUNIT_PATH)
-            if xml is None:
-                out["error"] = "the test command produced no JUnit report (did it run pytest?)"
+        if fmt not in PARSERS:
+            out["error"] = f"unknown log format {fmt!r}; known: {', '.join(sorted(PARSERS))}"
+            return out
+        parsed = PARSERS[fmt](res.output) if fmt != "junit" else None
+        if parsed is not None and parsed.unread:
+            out["error"] = (f"{len(parsed.unread)} test result lines could not be read: "
+                            + " | ".join(parsed.unread[:5]))
+            return out
+        if streamed:
+            checked = judge_pytest_run(res.exit_code, res.output, res.report, res.report_error,
+                                       own_exit=own_exit_status(command))
+            if parsed is not None and checked.error == "no pytest session reported":
+                checked = PytestRun(tests={})  # no pytest ran: the log's lines are all there is
+            if parsed is not None and not checked.error:
+                checked = merge_log(checked, parsed.tests)
+            if checked.error:
+                out["error"], out["tampered"] = checked.error, checked.tampered
                 return out
-            try:
-                out["tests"] = parse_junit_xml(xml.decode("utf-8", "replace")).tests
-            except ValueError as exc:
-                out["error"] = f"unreadable JUnit report: {exc}"
+            out["tests"] = checked.tests
         else:
-            if fmt not in PARSERS:
-                out["error"] = (f"unknown log format {fmt!r}; known: "
-                                f"{', '.join(sorted(PARSERS))}")
-                return out
-            parsed = PARSERS[fmt](res.output)
             out["tests"] = parsed.tests
-            if parsed.unread:
-                out["error"] = (f"{len(parsed.unread)} test result lines could not be read: "
-                                + " | ".join(parsed.unread[:5]))
+            dup = log_duplicates(fmt, res.output)
+            bad = [t for t, o in parsed.tests.items() if o not in (*PASSING, "SKIPPED")]
+            if dup:
+                out["error"], out["tampered"] = (f"{TAMPERED}: test {dup[0]} has more than "
+                                                 "one result line"), True
+            elif parsed.tests and (res.exit_code == 0) == bool(bad):
+                out["error"], out["tampered"] = (
+                    f"{TAMPERED}: the test command exited {res.exit_code} but its log shows "
+                    f"{len(bad)} tests not passing"), True
         if not out["tests"] and not out["error"]:
             # Nothing read is never a pass: the command ran no tests, or wrote them in a
             # form the parser does not know.
