@@ -152,6 +152,10 @@ def evaluate_predictions(items: list[Instance | BadRow], predictions: dict[str, 
             return fail(row, bucket, cause, r.error or "error")
         row["status"] = r.status
         row["resolved"] = r.resolved
+        if r.error:  # graded unresolved, and flagged as the 5.x report does
+            bucket, cause = classify_eval_error(r)
+            row.update(reason=r.error, cause=cause,
+                       bucket=bucket if cause != "no test results" else AMBIGUOUS)
         say(f"[{item.instance_id}] {r.status}")
 
     with ThreadPoolExecutor(max(1, settings.workers)) as ex:
@@ -195,10 +199,13 @@ def run_report(items: list[Instance | BadRow], predictions: dict[str, dict[str, 
         "unresolved_ids": where(lambda r: r.get("status") == "unresolved"),
         "infra_failure_ids": where(lambda r: r.get("bucket") == INFRA),
         "ambiguous_failure_ids": where(lambda r: r.get("bucket") == AMBIGUOUS),
-        "failure_reasons": {i: with_status[i]["cause"] for i in errors},
+        "failure_reasons": {i: r["cause"] for i, r in sorted(with_status.items())
+                            if r.get("cause")},
         "error_ids": errors,
         "schema_version": 2,
         "errors": {i: with_status[i]["reason"] for i in errors},
+        "unresolved_reasons": {i: r["reason"] for i, r in sorted(with_status.items())
+                               if r.get("status") == "unresolved" and r.get("reason")},
         "python_mapped": {i: r["python"]["note"] for i, r in sorted(with_status.items())
                           if r.get("python") and not r["python"].get("exact", True)},
         "model_name_or_path": model,
@@ -212,8 +219,7 @@ def run_report(items: list[Instance | BadRow], predictions: dict[str, dict[str, 
                 check[i] = {"gold_resolved": r["status"] == "resolved",
                             "empty_resolved": r["empty_resolved"],
                             "warm_agrees": r.get("warm_resolved") == (r["status"] == "resolved"),
-                            "ok": r["status"] == "resolved" and not r["empty_resolved"]
-                            and r.get("empty_status") != "error"}
+                            "ok": r["status"] == "resolved" and not r["empty_resolved"]}
         report["gold_check"] = check
         # Passed only when every instance was checked and every check holds: an instance
         # that errored is an instance the harness could not vouch for.
@@ -238,8 +244,7 @@ def gold_table(report: dict[str, Any]) -> str:
     for repo in sorted(by_repo):
         rs = [r for _, r in by_repo[repo]]
         gold = sum(1 for r in rs if r.get("status") == "resolved")
-        empty_no = sum(1 for r in rs if "empty_resolved" in r and not r["empty_resolved"]
-                       and r.get("empty_status") != "error")
+        empty_no = sum(1 for r in rs if "empty_resolved" in r and not r["empty_resolved"])
         ok = sum(1 for i, _ in by_repo[repo] if report.get("gold_check", {}).get(i, {})
                  .get("ok"))
 

@@ -59,7 +59,9 @@ PYTEST_LAUNCHER = (
 packages installed into it)."""
 
 
-SERVICE_HOME = "$HOME/.patchswarm-services"
+SERVICE_HOME = "$VIRTUAL_ENV/.services"
+"""Inside the environment folder: owned by the sandbox user at build time, and at the same
+place at test time (a sandbox runs with HOME=/tmp)."""
 
 
 @dataclass(frozen=True)

@@ -515,3 +515,52 @@ def test_run_verifies_on_celery_workers(fx, tmp_path):
                 worker.wait(10)
         redis_proc.terminate()
         redis_proc.wait(10)
+
+
+def _layouts(fx, root: Path) -> dict[str, Path]:
+    """The calcpkg repository as a bare mirror, a non-bare clone and a ``git clone --mirror``,
+    each in a folder of mirrors of its own; owned by another user when the tests run as root
+    (git then refuses them as of "dubious ownership" unless told to trust them)."""
+    import os
+
+    src = fx.items[0].repo
+    made = {}
+    for name, args in (("bare", ["--bare"]), ("clone", []), ("mirror", ["--mirror"])):
+        folder = root / name
+        dest = folder / ("fixtures__calcpkg" + (".git" if args else ""))
+        subprocess.run(["git", "clone", "-q", *args, str(src), str(dest)], check=True)
+        if os.geteuid() == 0:
+            subprocess.run(["chown", "-R", "4242:4242", str(folder)], check=True)
+        made[name] = folder
+    return made
+
+
+def test_every_mirror_layout_works_with_every_step(fx, tmp_path):
+    from patchswarm.sandbox.images import repo_archive, tree_id
+
+    inst = sb.Instance.from_row(fx.items[0].instance)
+    settings = sb.SWEBenchSettings(max_files=2)
+    for name, folder in _layouts(fx, tmp_path).items():
+        path = sb.ensure_repo(inst, folder, clone=False)
+        files, all_files = sb.context_files(path, inst.base_commit, inst.problem_statement,
+                                            settings)
+        assert files and "tests/test_stats.py" in all_files, name
+        assert tree_id(path, inst.base_commit) and repo_archive(path, inst.base_commit), name
+
+
+@pytest.mark.docker
+def test_run_and_eval_on_a_bare_mirror_owned_by_another_user(fx, tmp_path):
+    folders = _layouts(fx, tmp_path / "mirrors")
+    calc = fx.items[0].instance
+    dataset = fx.dataset(tmp_path / "ds.jsonl")
+    replay = fx.replay(tmp_path / "replay.jsonl")
+    for name in ("bare", "mirror"):
+        args = ["--dataset", str(dataset), "--repos-dir", str(folders[name]), "--specs",
+                str(fx.specs), "--no-clone", "-i", calc["instance_id"]]
+        res = cli("run", *args, "--out", str(tmp_path / f"run-{name}"), "--replay",
+                  str(replay), "-n", "4", "--repro", "1", "--format", "udiff")
+        assert res.exit_code == 0, res.output
+        report = json.loads((tmp_path / f"run-{name}" / "report.json").read_text())
+        assert report["resolved_ids"] == [calc["instance_id"]], report["errors"]
+        res = cli("eval", "--gold", *args, "--out", str(tmp_path / f"eval-{name}"))
+        assert res.exit_code == 0 and "harness check: passed" in res.output, res.output
