@@ -340,3 +340,43 @@ def test_a_rerun_that_stopped_early_is_not_shown_as_finished(run_dir, tmp_path):
     (again / "run.json").write_text((again / "run.json").read_text())  # a rerun began
     data = load(again)
     assert not data["done"] and data["problems"][0]["status"] == "running"
+
+
+def test_a_solve_run_shows_each_strategy_and_problem(tmp_path, browser):
+    """Math strategies run from recorded completions through the real `solve` command."""
+    from click.testing import CliRunner
+    from selenium.webdriver.common.by import By
+
+    from patchswarm.tasks.cli import main
+    from patchswarm.tasks.viewer.data import load
+    from patchswarm.tasks.viewer.server import export
+
+    texts = ["17 + 25 = 42, so \\boxed{42}", "\\boxed{41}", "\\boxed{42.0}", "no idea",
+             "\\boxed{1/2}", "\\boxed{0.5}", "\\boxed{2}", "x"]
+    replay = tmp_path / "r.jsonl"
+    replay.write_text("".join(json.dumps({"text": t, "completion_tokens": 12}) + "\n"
+                              for t in texts))
+    run = tmp_path / "solve"
+    res = CliRunner().invoke(main, ["solve", "--strategy", "majority", "-n", "4", "--problem",
+                                    "add-two", "--problem", "half-fraction", "--replay",
+                                    str(replay), "--run-dir", str(run)])
+    assert res.exit_code == 0, res.output
+    data = load(run)
+    assert data["kind"] == "solve" and data["done"]
+    assert {p["id"] for p in data["problems"]} == {"add-two", "half-fraction"}
+    (series,) = data["curves"][0]["series"]
+    report = json.loads((run / "report.json").read_text())
+    assert series["name"] == "majority"
+    assert [y for _, y in series["points"]] == [
+        round(p["accuracy"], 4) for p in report["strategies"]["majority"]["points"]]
+    export(run, tmp_path / "solve.html")
+    browser.get((tmp_path / "solve.html").as_uri())
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "tr.problem-row"))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#overview circle.pt")) == \
+        len(series["points"])
+    browser.find_element(By.CSS_SELECTOR, 'tr.problem-row[data-problem="add-two"]').click()
+    rows = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "tr.solve-row"))
+    assert len(rows) == len([r for r in json.loads("[" + ",".join(
+        (run / "results.jsonl").read_text().split("\n")[:-1]) + "]")
+        if r["problem"] == "add-two"])
+    assert any("42" in r.text for r in rows)
