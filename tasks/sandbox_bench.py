@@ -38,7 +38,8 @@ from typing import Any
 from patchswarm.sandbox.container import OWNER, RUN_LABEL, Limits, Sandbox, SandboxPool
 from patchswarm.sandbox.engine import LABEL, client
 from patchswarm.sandbox.images import BaseRecipe, ensure_base_image, ensure_env_image
-from patchswarm.verifiers.unittests import PytestVerifier
+from patchswarm.sandbox.policy import check_diff
+from patchswarm.verifiers.unittests import PytestVerifier, patch_rules
 
 INSTALL = "python -m pip install -q --no-deps --no-build-isolation --no-index -e ."
 TEST_COMMAND = "python -m pytest -q tests"
@@ -157,6 +158,22 @@ class _Timed:
                     else "other")
             self._add(what, t0)
 
+    def restore(self, *args: Any, **kw: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return self._sb.restore(*args, **kw)
+        finally:
+            # Between failed apply tries the whole tree is put back; before the run, the
+            # tests and their configuration.
+            self._add("apply_patch" if kw.get("patterns") == ["*"] else "restore_tests", t0)
+
+    def tree_changes(self, *args: Any, **kw: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return self._sb.tree_changes(*args, **kw)
+        finally:
+            self._add("tree_diff", t0)
+
     def put_file(self, *args: Any, **kw: Any) -> Any:
         t0 = time.perf_counter()
         try:
@@ -211,6 +228,9 @@ def fresh_candidate(image: str, patch: str) -> bool:
 def _warm_candidate(pool: SandboxPool, verifier: PytestVerifier, spec: dict[str, Any],
                     patch: str, spent: dict[str, float]) -> bool:
     """(b): one candidate through the runner's path; True when the tests pass."""
+    t0 = time.perf_counter()
+    check_diff(patch, patch_rules(spec))  # timed apart: verify runs it again inside
+    spent["policy_check"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     sb = pool.take()
     spent["take"] = time.perf_counter() - t0
@@ -307,8 +327,9 @@ def run_bench(n: int = 20, python: str = "3.11", base_image: str | None = None,
         },
         "warm_breakdown_ms": {
             k: round(statistics.median(ph.get(k, 0.0) for ph in phases) * 1000, 1)
-            for k in ("take", "put_patch", "apply_patch", "restore_tests", "prepare_report",
-                      "tests", "read_report", "other", "close")},
+            for k in ("policy_check", "take", "put_patch", "apply_patch", "tree_diff",
+                      "restore_tests", "prepare_report", "tests", "read_report", "other",
+                      "close")},
         "pool": pool_stats,
         "machine": {"cpus": os.cpu_count(),
                     "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
