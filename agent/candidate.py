@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .usable import unusable_reason
+
 
 @dataclass
 class Candidate:
@@ -27,6 +29,17 @@ class Candidate:
     completion_tokens: int = 0
     finish_reason: str | None = None
     round: int = 0
+    reason: str | None = None
+    """Why the sample gave no usable change, one of :data:`patchswarm.agent.usable.REASONS`;
+    None when it is usable. Derived from the fields above when not given (old records too)."""
+
+    def __post_init__(self) -> None:
+        if self.reason is None:
+            self.reason = unusable_reason(self.text, self.patch, self.error, self.finish_reason)
+
+    @property
+    def usable(self) -> bool:
+        return self.reason is None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

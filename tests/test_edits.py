@@ -407,8 +407,9 @@ def test_sr_failures(text: str, files: dict[str, str], error: str) -> None:
 def test_sr_ambiguous_fuzzy_match_is_rejected() -> None:
     files = {"m.py": "def f():\n    return x + 1\n\n\ndef g():\n    return x + 1\n"}
     text = "m.py\n<<<<<<< SEARCH\n  return  x + 1 \n=======\n  return x + 2\n>>>>>>> REPLACE\n"
-    # Whitespace-insensitively both returns match: the first one is taken, like an exact hit.
-    assert parse_edits(text, files).new_files["m.py"].startswith("def f():\n    return x + 2\n")
+    # Whitespace-insensitively both returns match: two places and nothing to choose between
+    # them, so the block is refused rather than applied to the first one.
+    assert parse_edits(text, files).error == "search text is ambiguous in m.py"
     for search in ("return x+1", "return x + 9"):
         text = f"m.py\n<<<<<<< SEARCH\n    {search}\n=======\n    return 2\n>>>>>>> REPLACE\n"
         assert parse_edits(text, files).error == "search text is ambiguous in m.py"
@@ -803,3 +804,93 @@ def test_apply_patch_does_not_mutate_input() -> None:
     files = dict(ONE)
     apply_patch_to_files(make_diff(ONE, {"calc.py": CALC_FIXED}), files)
     assert files == ONE
+
+
+# --------------------------------------------------------------------------------------------
+# Ambiguity rules, invented paths and refused new files (see agent/edits/matching.py, paths.py)
+
+TWICE = "def f():\n    return x + 1\n\n\ndef g():\n    return x + 1\n"
+
+
+def test_sr_text_found_twice_is_ambiguous_unless_context_makes_it_unique() -> None:
+    files = {"m.py": TWICE}
+    one_line = ("m.py\n<<<<<<< SEARCH\n    return x + 1\n=======\n    return x + 2\n"
+                ">>>>>>> REPLACE\n")
+    result = parse_edits(one_line, files)
+    assert result.patch is None and result.error == "search text is ambiguous in m.py"
+    with_context = ("m.py\n<<<<<<< SEARCH\ndef g():\n    return x + 1\n=======\n"
+                    "def g():\n    return x + 2\n>>>>>>> REPLACE\n")
+    result = parse_edits(with_context, files)
+    assert result.new_files["m.py"] == TWICE.replace("def g():\n    return x + 1",
+                                                     "def g():\n    return x + 2")
+
+
+def test_udiff_line_number_picks_the_nearest_of_equal_places() -> None:
+    files = {"m.py": TWICE}
+    second = ("```diff\n--- a/m.py\n+++ b/m.py\n@@ -6,1 +6,1 @@\n-    return x + 1\n"
+              "+    return x + 2\n```")
+    assert parse_edits(second, files).new_files["m.py"].endswith("def g():\n    return x + 2\n")
+    first = second.replace("@@ -6,1 +6,1 @@", "@@ -1,2 +1,2 @@")
+    assert parse_edits(first, files).new_files["m.py"].startswith("def f():\n    return x + 2\n")
+
+
+def test_udiff_equally_near_places_or_no_line_number_are_ambiguous() -> None:
+    files = {"m.py": TWICE}
+    # The two returns are lines 2 and 6; a hunk said to start at line 4 is as near to both.
+    between = ("```diff\n--- a/m.py\n+++ b/m.py\n@@ -4,1 +4,1 @@\n-    return x + 1\n"
+               "+    return 2\n```")
+    assert parse_edits(between, files).error == "hunk context is ambiguous in m.py"
+    bare = between.replace("@@ -4,1 +4,1 @@", "@@ @@")
+    assert parse_edits(bare, files).error == "hunk context is ambiguous in m.py"
+
+
+PARSE = "def parse(s):\n    return s.split(',')\n"
+PARSE_FIXED = "def parse(s):\n    return [x.strip() for x in s.split(',')]\n"
+
+
+def _answers(path: str) -> dict[str, str]:
+    return {
+        "search_replace": (f"{path}\n<<<<<<< SEARCH\n    return s.split(',')\n=======\n"
+                           "    return [x.strip() for x in s.split(',')]\n>>>>>>> REPLACE\n"),
+        "whole_file": f"{path}\n```python\n{PARSE_FIXED}```\n",
+        "udiff": (f"```diff\n--- a/{path}\n+++ b/{path}\n@@ -1,2 +1,2 @@\n def parse(s):\n"
+                  "-    return s.split(',')\n+    return [x.strip() for x in s.split(',')]\n```\n"),
+    }
+
+
+@pytest.mark.parametrize("invented", ["path/to/parse.py", "src/parse.py", "a/parse.py"])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_invented_path_maps_to_the_one_shown_file_of_that_name(invented: str, fmt: str) -> None:
+    files = {"pkg/csvtools/parse.py": PARSE, "pkg/csvtools/write.py": "def write():\n    pass\n"}
+    result = parse_edits(_answers(invented)[fmt], files, fmt)
+    assert result.error is None
+    assert set(result.new_files) == set(files)
+    assert result.new_files["pkg/csvtools/parse.py"] == PARSE_FIXED
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_invented_path_is_never_guessed_between_two_shown_files_of_that_name(fmt: str) -> None:
+    files = {"pkg/parse.py": PARSE, "lib/parse.py": PARSE}
+    result = parse_edits(_answers("src/parse.py")[fmt], files, fmt)
+    assert result.patch is None and not result.new_files
+    assert result.error == "file path src/parse.py could name any of lib/parse.py, pkg/parse.py"
+
+
+def test_a_new_file_at_the_placeholder_path_is_refused() -> None:
+    files = {"calc.py": CALC}
+    text = "path/to/helpers.py\n```python\ndef helper():\n    return 1\n```\n"
+    result = parse_edits(text, files, "whole_file")
+    assert result.patch is None
+    assert result.error == "refusing to create file path/to/helpers.py (a placeholder path)"
+    # A real new path is still created.
+    ok = parse_edits(text.replace("path/to/", "calc_"), files, "whole_file")
+    assert ok.error is None and "calc_helpers.py" in ok.new_files
+
+
+def test_elided_whole_file_answer_is_refused_and_deletes_nothing() -> None:
+    files = {"calc.py": CALC}
+    text = ("calc.py\n```python\n\"\"\"Tiny calculator.\"\"\"\n\n\ndef add(a, b):\n"
+            "    return a + b\n\n# ... rest unchanged\n```\n")
+    result = parse_edits(text, files)
+    assert result.patch is None and not result.new_files
+    assert result.error == "whole-file answer for calc.py elides code ('# ... rest unchanged')"

@@ -1,6 +1,29 @@
 """Locating a block of lines in a file, and replacing it with the indentation the file uses.
 
-(ambiguity rules: see find_lines)
+A model copies the text it wants to change imperfectly, so :func:`find_lines` looks for it in
+four passes, each more forgiving than the last; the first pass that finds anything decides:
+
+1. exact lines;
+2. lines equal up to trailing whitespace;
+3. the non-blank lines equal up to any whitespace (indentation drift, tabs for spaces, blank
+   lines missing or added);
+4. a fuzzy window (difflib ratio >= 0.9 on whitespace-normalised text, one line more or
+   fewer allowed).
+
+Ambiguity rules (what happens when the text fits in more than one place):
+
+- One place found: it is used.
+- Several places found by passes 1-3: a line-number *hint* (a udiff hunk's ``@@ -N``,
+  shifted by what earlier hunks added or removed) picks the nearest; two places equally near,
+  or no hint at all (a SEARCH/REPLACE block has none), make it "is ambiguous".  The text is
+  never applied to the first place by default: a wrong place would make a plausible but wrong
+  change that only the tests could catch.
+- Surrounding context disambiguates by being part of the searched text: a SEARCH part (or a
+  hunk's context lines) long enough to occur once is found once.
+- Pass 4 takes the best window; if another window that fits does not overlap it, it is
+  "is ambiguous" (the hint is not used there: a fuzzy hit is weak evidence already).
+- The replacement is re-indented by the shift between the searched and the found lines (line
+  by line when the shift is not uniform).
 """
 
 from __future__ import annotations
@@ -25,10 +48,17 @@ class Match:
     pairs: list[tuple[str, str]] | None = None
 
 
-def _pick(hits: list[int], hint: int | None) -> int:
-    if hint is None:
+def _pick(hits: list[int], hint: int | None) -> int | None:
+    """The one hit to use, or None when the hits leave the place ambiguous (rules 1 and 2 of
+    the module docstring)."""
+    if len(hits) == 1:
         return hits[0]
-    return min(hits, key=lambda h: (abs(h - hint), h))
+    if hint is None:
+        return None
+    ranked = sorted(hits, key=lambda h: (abs(h - hint), h))
+    if abs(ranked[0] - hint) == abs(ranked[1] - hint):
+        return None
+    return ranked[0]
 
 
 def find_lines(hay: list[str], needle: list[str], hint: int | None = None) -> Match | str:
@@ -36,8 +66,9 @@ def find_lines(hay: list[str], needle: list[str], hint: int | None = None) -> Ma
 
     1. exact lines; 2. lines equal up to trailing whitespace; 3. non-blank lines equal up to
     any whitespace (indentation drift, missing or extra blank lines); 4. a unique fuzzy window
-    with difflib ratio >= 0.9.  Exact-ish passes take the first hit, or the one nearest *hint*
-    (a 0-based line index).  Returns "not found" or "is ambiguous" when nothing fits.
+    with difflib ratio >= 0.9.  The first pass with any hit decides: one hit is used; several
+    are told apart only by *hint* (a 0-based line index), else the answer is "is ambiguous".
+    Returns "not found" when no pass fits.
     """
     n = len(needle)
     for key in (None, str.rstrip):
@@ -46,7 +77,7 @@ def find_lines(hay: list[str], needle: list[str], hint: int | None = None) -> Ma
         hits = [k for k in range(len(h) - n + 1) if h[k : k + n] == s]
         if hits:
             k = _pick(hits, hint)
-            return Match(k, k + n)
+            return "is ambiguous" if k is None else Match(k, k + n)
 
     lead = next((i for i, x in enumerate(needle) if not is_blank(x)), n)
     core = list(needle[lead:])
@@ -68,6 +99,8 @@ def find_lines(hay: list[str], needle: list[str], hint: int | None = None) -> Ma
     if hits:
         starts = [nonblank[p][0] for p in hits]
         start = _pick(starts, hint)
+        if start is None:
+            return "is ambiguous"
         p = hits[starts.index(start)]
         end = nonblank[p + m - 1][0] + 1
         core_nonblank = [x for x in core if not is_blank(x)]

@@ -137,3 +137,38 @@ def safe_new_path(path: str) -> bool:
         and "" not in parts
         and parts[0] != ".git"
     )
+
+
+_PLACEHOLDER_DIRS = ("path/to/", "your/path/", "path/of/")
+
+
+def new_file_error(path: str, files: dict[str, str]) -> str | None:
+    """Why *path*, which names none of the shown *files*, may not be created; None if it may.
+
+    A model that invents a directory for a file it was shown (``path/to/parse.py``,
+    ``src/parse.py``) is mapped to that file by :func:`resolve_path` when exactly one shown
+    file has that name.  When two or more do, the path is refused rather than created beside
+    them: nothing says which one was meant.  The instructions' own placeholder directory
+    (``path/to/``) and unsafe paths (absolute, ``..``, ``.git``) are refused too.
+    """
+    if not safe_new_path(path):
+        return f"refusing to create file {path}"
+    same = _same_name(path, files)
+    if len(same) > 1:
+        return f"file path {path} could name any of {', '.join(same)}"
+    if path.startswith(_PLACEHOLDER_DIRS):
+        return f"refusing to create file {path} (a placeholder path)"
+    return None
+
+
+def _same_name(path: str, files: dict[str, str]) -> list[str]:
+    base = path.rsplit("/", 1)[-1]
+    return sorted(f for f in files if f.rsplit("/", 1)[-1] == base)
+
+
+def unknown_file_error(path: str, files: dict[str, str]) -> str:
+    """The error for an edit of *path*, which names none of the shown *files*."""
+    same = _same_name(path, files)
+    if len(same) > 1:
+        return f"file path {path} could name any of {', '.join(same)}"
+    return f"unknown file {path}"

@@ -6,7 +6,7 @@ import re
 
 from .lines import is_blank, join_lines, split_lines
 from .matching import apply_match, find_lines
-from .paths import lookback_path, safe_new_path
+from .paths import lookback_path, new_file_error, unknown_file_error
 
 INSTRUCTIONS = """\
 Describe every change as a SEARCH/REPLACE block. Each block has exactly this form:
@@ -92,13 +92,13 @@ def parse_search_replace(
                 hay, eof = split_lines(work[path])
                 hay = hay if any(not is_blank(x) for x in hay) else []
                 work[path] = join_lines(hay + replace, eof or not hay)
-            elif safe_new_path(path):
-                work[path] = join_lines(replace, True)
+            elif refused := new_file_error(path, files):
+                return refused
             else:
-                return f"refusing to create file {path}"
+                work[path] = join_lines(replace, True)
             continue
         if path not in work:
-            return f"unknown file {path}"
+            return unknown_file_error(path, files)
         hay, eof = split_lines(work[path])
         m = find_lines(hay, search)
         if isinstance(m, str):

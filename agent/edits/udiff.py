@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from .fences import find_fences
 from .lines import is_blank, join_lines, split_lines
 from .matching import apply_match, find_lines
-from .paths import lookback_path, resolve_path, safe_new_path
+from .paths import lookback_path, new_file_error, resolve_path, unknown_file_error
 
 INSTRUCTIONS = """\
 Give your changes as a unified diff (the format of `diff -u` or `git diff`) inside a \
@@ -220,7 +220,7 @@ def parse_udiff(lines: list[str], files: dict[str, str], work: dict[str, str]) -
         if p.new is None:  # deletion
             path = _diff_target(p.old or "", files)
             if path not in work:
-                return f"unknown file {path}"
+                return unknown_file_error(path, files)
             del work[path]
             continue
         path = resolve_path(p.new, files)
@@ -231,9 +231,9 @@ def parse_udiff(lines: list[str], files: dict[str, str], work: dict[str, str]) -
         only_added = all(tag == "+" for h in p.hunks for tag, _ in h.lines)
         if path not in work or (p.old is None and only_added):
             if not only_added:
-                return f"unknown file {path}"
-            if not safe_new_path(path):
-                return f"refusing to create file {path}"
+                return unknown_file_error(path, files)
+            if refused := new_file_error(path, files):
+                return refused
             new_lines = [t for h in p.hunks for _, t in h.lines]
             no_eol = any(h.new_no_eol for h in p.hunks)
             work[path] = join_lines(new_lines, not no_eol)

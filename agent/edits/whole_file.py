@@ -7,7 +7,7 @@ import re
 
 from .fences import find_fences
 from .lines import is_blank, join_lines, split_lines
-from .paths import explicit_path, lookback_path, safe_new_path
+from .paths import explicit_path, lookback_path, new_file_error
 from .search_replace import has_search_replace
 from .udiff import looks_like_diff
 
@@ -137,8 +137,8 @@ def parse_whole_file(lines: list[str], files: dict[str, str], work: dict[str, st
         if elided:
             return f"whole-file answer for {path} elides code ({elided!r})"
         if original is None:
-            if not safe_new_path(path):
-                return f"refusing to create file {path}"
+            if refused := new_file_error(path, files):
+                return refused
             work[path] = join_lines(body, True)
         else:
             work[path] = join_lines(body, split_lines(original)[1])
