@@ -161,11 +161,7 @@ def judge_pytest_run(exit_code: int | None, log: str, stream: bytes | None,
     if exit_code != status:
         return _tampered(run, f"pytest's session ended with status {status} but the process "
                               f"exited {exit_code}")
-    if status not in (1, 2):
-        why = {0: "pytest reported success although the check that must fail failed",
-               3: None, 4: None, 5: "pytest found no tests, not even the hidden checks"}
-        if why.get(status):
-            return _tampered(run, f"{why[status]} (exit {status})")
+    if status in (3, 4):
         run.error = f"pytest stopped with an internal or usage error (exit {status})"
         return run
 
@@ -199,8 +195,8 @@ def judge_pytest_run(exit_code: int | None, log: str, stream: bytes | None,
             if got != want:
                 return _tampered(run, f"canary that {role} came back {got}")
         if status != 1:
-            return _tampered(run, f"pytest's session ended with status {status} after "
-                                  "running its tests")
+            return _tampered(run, f"pytest's session ended with status {status} although "
+                                  "a hidden check failed")
 
     summary = summary_counts(log)
     if summary is None:
