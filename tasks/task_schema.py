@@ -38,7 +38,7 @@ from typing import Any
 
 from patchswarm.sandbox.container import Limits
 
-from .runner import LIMIT_FIELDS
+from .verification import LIMIT_FIELDS
 
 DEFAULT_IMAGE_PREFIXES = ("patchswarm/env:",)
 DEFAULT_MAX_TIMEOUT = 1800.0
