@@ -35,6 +35,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TAMPERED = "results were tampered with"
+CHECKS_VERSION = 1
+"""Part of the verifier's settings (and so of every cache key): verdicts judged before these
+checks existed, or under other ones, are never reused."""
 COUNTED = ("failed", "passed", "skipped", "xfailed", "xpassed", "error")
 """The summary line's words that the stream must match (warnings, deselected and reruns are
 not per-test reports)."""

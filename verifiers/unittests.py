@@ -13,8 +13,19 @@ test-runner configuration, no bytecode, package metadata, git metadata or binary
 before the tests run, the tests and their configuration are put back from the image's pristine
 copy (the second line of defence), and any bytecode the pristine copy lacks is deleted.
 
-Results come from pytest's JUnit XML (asked for through ``PYTEST_ADDOPTS``, so any command
-that ends up calling pytest works) or, for other runners, from a named log format.
+For pytest (``log_format`` ``junit``, the default, or ``pytest``) the result is decided outside
+the tested process from three signals that must agree (``pytest_signals``): the exit status,
+pytest's summary line and a per-test report stream that a plugin writes to a pipe the sandbox's
+runner opened, with two hidden canaries; any disagreement is an ``error`` whose reason starts
+``results were tampered with``. The plugin comes in through ``PYTEST_ADDOPTS``, so any command
+that ends up calling pytest once works; a command that hides pytest's exit status (``;``,
+``|``) is judged by the session's own status instead. pytest runs with plugin autoloading off
+(the environment's own ``pytest11`` plugins are loaded by name), no cache provider and
+bytecode read only from a folder of each run's own.
+
+Other runners (``unittest``, ``django``, ``sympy``) have no stream and no canaries: their log
+is parsed, and a test with two result lines, or a log whose failures contradict the exit
+status (failures with exit 0, none with a non-zero exit), is an ``error``.
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ from patchswarm.sandbox.policy import CONFIG_NAMES, POLICY_VERSION, TEST_DIRS, R
 from .grading import grade, merge_flaky_runs
 from .logparse import PARSERS
 from .pytest_signals import (
+    CHECKS_VERSION,
     TAMPERED,
     PytestRun,
     installed_plugins,
@@ -120,7 +132,8 @@ class PytestVerifier:
         """How many more times failing tests are run to tell a flaky test from a real one."""
 
     def settings(self) -> dict[str, Any]:
-        return {"name": self.name, "reruns": self.reruns, "policy": POLICY_VERSION}
+        return {"name": self.name, "reruns": self.reruns, "policy": POLICY_VERSION,
+                "results": CHECKS_VERSION}
 
     # Hooks for ``patchswarm verify``: files to plain data, and the sandbox image to use.
 
