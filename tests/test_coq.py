@@ -308,3 +308,89 @@ def test_a_proof_that_runs_forever_times_out(coq_sandbox) -> None:
                      coq_sandbox)
     assert v.status == "timeout"
     assert v.seconds < 30
+
+
+# --------------------------------------------------------------------------------------------
+# Coq's own rules for sentences, endings and attributes (no Coq needed)
+
+
+def test_sentences_follow_coqs_lexer() -> None:
+    from patchswarm.verifiers.coq.lexer import parse_parts
+
+    text = ('Proof with auto. intros... Time Qed. Timeout 60 Qed.\n'
+            'Check x.(f). Check 1.5%R. Qed.(* not an end *) Defined.\n'
+            '- + { auto. } Qed.\nCheck "a. ""b."" c".\nQed.')
+    got = [s.code for s in sentences(text)[0]]
+    assert got == ["Proof with auto.", "intros...", "Time Qed.", "Timeout 60 Qed.",
+                   "Check x.(f).", "Check 1.5%R.", "Qed.                 Defined.",
+                   "- + { auto.", "} Qed.", 'Check "a. ""b."" c".', "Qed."]
+    parts = [s.parts for s in sentences(text)[0]]
+    assert (parts[2].controls, parts[2].command, parts[2].rest) == (["Time"], "Qed", ".")
+    assert parts[3].controls == ["Timeout 60"]
+    assert parts[6].rest.strip() != "."          # "Qed. ... Defined." is no plain Qed.
+    assert sentences(text)[0][7].bullets == "-+{"
+    p = parse_parts('Redirect "out" Fail #[bypass_check(guard), local] Local Theorem t : True.')
+    assert p.controls == ['Redirect "out"', "Fail"]
+    assert p.attributes == ["bypass_check(guard), local", "Local"]
+    assert (p.command, p.rest) == ("Theorem", " t : True.")
+
+
+def test_the_statement_sentence_is_compared_whole_attributes_included() -> None:
+    from patchswarm.verifiers.coq import statement_key
+
+    plain, lemma, bypass = (sentences(t)[0][0] for t in (
+        "Theorem t : 1 = 1.", "Lemma t:1 = 1.", "#[bypass_check(guard)] Theorem t : 1 = 1."))
+    assert statement_key(plain) == statement_key(lemma) != statement_key(bypass)
+    with pytest.raises(CandidateRejected, match="bypass_check"):
+        assemble(SIMPLE, "#[bypass_check(guard)] Theorem t : forall n : nat, n + 0 = n.\n"
+                         "Proof. auto. Qed.")
+
+
+@pytest.mark.parametrize(("text", "why"), [
+    ("Proof. auto. Time Qed. Lemma x : True. Proof. exact I. Qed.", "goes on after the proof"),
+    ("Module M.\nTheorem t : forall n : nat, n + 0 = n.\nProof. auto. Qed.\nEnd M.",
+     "stated inside a Module"),
+    ("Theorem t : forall n : nat, n + 0 = n.\nProof. auto. Qed.\nDefinition t := 0.",
+     "declares t a second time"),
+    ("Proof. auto. Qed.(* x *) Defined.", "not a plain Qed"),
+    ('Proof. idtac " Qed. ". admit. Qed.', "the admit tactic"),
+    ("Proof. auto. Succeed Qed.", "Succeed"),
+])
+def test_endings_and_layout_rules(text: str, why: str) -> None:
+    with pytest.raises(CandidateRejected, match=why):
+        assemble(SIMPLE, text)
+
+
+def test_unreadable_text_is_its_own_kind_of_rejection() -> None:
+    from patchswarm.verifiers.coq import CandidateUnreadable
+
+    for text in ("Proof. auto. Qed. (* open", 'Proof. idtac "open. Qed.'):
+        with pytest.raises(CandidateUnreadable, match="does not lex"):
+            assemble(SIMPLE, text)
+
+
+def test_what_a_preamble_posits_or_builds_as_a_module_is_shared() -> None:
+    posits = parse_problem(minif2f("valid/amc12a_2016_p3.v")["source"])
+    shared = posits.shared_preamble("L")
+    assert shared.startswith("Require L.Problem.\n")
+    assert "Notation Rfloor := L.Problem.Rfloor (only parsing)." in shared
+    assert "Parameter" not in shared and "Axiom" not in shared
+    module = parse_problem(minif2f("test/amc12a_2003_p23.v")["source"])
+    assert "Module NS := L.Problem.NS." in module.shared_preamble("L")
+    assert "Definition fact_prod" in module.shared_preamble("L")   # unfolds: kept
+    plain = parse_problem(minif2f("valid/imo_1966_p4.v")["source"], "imo_1966_p4")
+    assert plain.shared_preamble("L") == plain.preamble
+    assert plain.statement_renamed("ref").startswith("Theorem ref")
+
+
+def test_a_module_the_preamble_builds_is_the_same_module_in_the_checker(verifier,
+                                                                         coq_sandbox) -> None:
+    """A functor application compiled twice gives two modules Coq cannot unify: the preamble's
+    module is compiled once, in the problem's own library, and both files alias it."""
+    problem = {"source": "Require Import FSets FSetWeakList Arith.\n"
+                         "Module NS := FSetWeakList.Make(Nat_as_OT).\n"
+                         "Theorem ns_empty : NS.cardinal NS.empty = 0.\nProof.\nAdmitted.\n"}
+    v = verifier.verify(problem, {"proof": "Proof. reflexivity. Qed."}, coq_sandbox)
+    assert v.status == "passed", v.detail + v.log
+    v = verifier.verify(problem, {"proof": "Proof. exact I. Qed."}, coq_sandbox)
+    assert v.status == "failed" and "proof does not check" in v.detail

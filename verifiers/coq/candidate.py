@@ -177,12 +177,18 @@ def assemble(problem: CoqProblem, candidate_text: str, check_words: bool = True)
     A whole-file candidate may repeat the problem's preamble, leave it out, or add sentences
     of its own (imports, lemmas): sentences equal to the preamble's, in order, are dropped and
     the problem's own preamble is used; the others are kept, after it, as helpers. The
-    statement must be the problem's, attributes included. ``check_words=False`` skips the
-    forbidden-word rule (tests of the kernel-side checks only).
+    statement must be the problem's, attributes included.
+
+    ``check_words=False`` turns the text rules off, to test that the checker file holds on
+    its own: a whole file is then kept verbatim after the preamble, and a script gets only
+    the statement, ``Proof.`` and ``Qed.`` where missing.
     """
     sents = _split(candidate_text)
     own = [s for s in sents if theorem_name(s) == problem.name]
     helpers = ""
+    if own and not check_words:
+        body = "\n" + candidate_text + ("" if candidate_text.endswith("\n") else "\n")
+        return Assembled(problem.preamble + body, "file", body, "", "")
     if own:
         mode = "file"
         stmt = own[0]
@@ -201,9 +207,8 @@ def assemble(problem: CoqProblem, candidate_text: str, check_words: bool = True)
         spans.append((stmt.start, len(candidate_text)))
         helpers = "".join(f"\n{k}" for k in kept) + ("\n" if kept else "")
         expected = sentences(problem.statement)[0][0]
-        if check_words:
-            _refuse_words(candidate_text, spans)
-            _check_layout(candidate_text, sents, stmt, problem.name)
+        _refuse_words(candidate_text, spans)
+        _check_layout(candidate_text, sents, stmt, problem.name)
         if statement_key(stmt) != statement_key(expected):
             raise CandidateRejected(
                 f"the candidate changes the statement: {stmt.code[:300]!r}, expected "
@@ -223,6 +228,7 @@ def assemble(problem: CoqProblem, candidate_text: str, check_words: bool = True)
             proof = proof.rstrip() + "\nQed.\n"
     if any(theorem_name(s) == problem.name for s in sentences(helpers)[0]):
         raise CandidateRejected("the candidate states the theorem twice")
-    _check_ending(proof)
+    if check_words:
+        _check_ending(proof)
     text = problem.preamble + helpers + statement_text + proof
     return Assembled(text, mode, helpers, proof, statement_text)
