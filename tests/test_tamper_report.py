@@ -20,7 +20,7 @@ import pytest
 
 from patchswarm.sandbox.container import Limits, SandboxPool
 from patchswarm.tasks import examples
-from patchswarm.verifiers.pytest_signals import TAMPERED, judge_pytest_run
+from patchswarm.verifiers.pytest_signals import PLUGIN_LISTING, TAMPERED, judge_pytest_run
 from patchswarm.verifiers.unittests import PytestVerifier
 
 pytestmark = pytest.mark.docker
@@ -374,3 +374,36 @@ def test_signals_pure() -> None:
     assert dup.tampered and "t.py::a reported 2 times" in dup.error
     two = judge_pytest_run(1, "x", start + body + end + start + end)
     assert two.error and "2 pytest sessions" in two.error
+
+
+def test_verifier_runs_are_served_by_the_fork_server(pool):
+    """The report pipe, the plugin folder on PYTHONPATH and a bytecode folder per run leave
+    the runner's fork server in use (the warm path's speed depends on it)."""
+    probe = (b"import os\n\n\ndef test_probe():\n"
+             b"    with open(f'/proc/{os.getppid()}/comm') as fh:\n"
+             b"        print('PARENT=' + fh.read().strip())\n")
+    sb = pool.take()
+    try:
+        sb.put_file("/work/tests/test_probe.py", probe)
+        verifier = PytestVerifier(reruns=0)
+        problem = {"test_command": "python -m pytest -q -s tests/test_probe.py", "timeout": 120}
+        runs = [verifier._run(problem, sb) for _ in range(2)]
+    finally:
+        sb.close()
+    for run in runs:
+        assert run["error"] is None, run["error"] + run["log"]
+        assert run["tests"] == {"tests/test_probe.py::test_probe": "PASSED"}
+        assert "PARENT=python\n" in run["log"], run["log"]
+
+
+def test_plugin_listing_ignores_the_working_folder(tmp_path) -> None:
+    """The environment's pytest plugins are listed with ``-I`` from elsewhere: a
+    ``*.dist-info`` in the work tree (or on PYTHONPATH) registers nothing."""
+    info = tmp_path / "evil-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: evil\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[pytest11]\nevil = evil_plugin\n")
+    out = subprocess.run(["python3", "-I", "-c", PLUGIN_LISTING], cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(tmp_path)},
+                         capture_output=True, text=True, check=True).stdout
+    assert out.startswith("PLUGINS=") and "evil_plugin" not in out, out
