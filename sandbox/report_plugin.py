@@ -7,11 +7,12 @@ the command opens a pipe and passes its write end as the file descriptor named b
 ``PATCHSWARM_REPORT_FD``; the plugin writes one JSON line per event to it:
 
 * ``{"k": "start", "pid": ...}`` when the plugin is configured;
-* ``{"k": "test", "id", "when", "outcome", "wasxfail", "cat", "raised"}`` for every test
-  report pytest's reporters see (``cat`` is the terminal's category for it: the word its
-  summary line counts; ``raised`` whether the phase raised an exception that is not a skip
-  or an expected failure, as seen by pytest's own report maker, or null when the report did
-  not come through it);
+* ``{"k": "test", "id", "when", "kind", "outcome", "wasxfail", "cat", "raised"}`` for every
+  test report pytest's reporters see (``kind``: the report's class; a plugin's sub-reports,
+  such as pytest-subtests', are not ``TestReport``; ``cat`` is the terminal's category for
+  it: the word its summary line counts; ``raised`` whether the phase raised an exception
+  that is not a skip or an expected failure, as seen by pytest's own report maker, or null
+  when the report did not come through it);
 * ``{"k": "collect", "id", "outcome", "cat"}`` for every collector that failed or skipped;
 * ``{"k": "end", "exitstatus", "canaries": {"pass": id, "fail": id}}`` when the session ends.
 
@@ -126,6 +127,7 @@ if _fd is not None:
     def pytest_runtest_logreport(report):
         status = _config.hook.pytest_report_teststatus(report=report, config=_config)
         _emit({"k": "test", "id": report.nodeid, "when": report.when,
+               "kind": type(report).__name__,
                "outcome": report.outcome, "wasxfail": hasattr(report, "wasxfail"),
                "cat": status[0] if status else "",
                "raised": _raised.pop((report.nodeid, report.when), None)})

@@ -168,7 +168,11 @@ def judge_pytest_run(exit_code: int | None, log: str, stream: bytes | None,
         run.error = f"pytest stopped with an internal or usage error (exit {status})"
         return run
 
-    tests = [r for r in records if r["k"] == "test" and r.get("outcome") != "rerun"]
+    # A plugin's sub-reports (pytest-subtests') share their test's id: they count in the
+    # summary, and only the test's own reports give its outcome.
+    subs = [r for r in records if r["k"] == "test" and r.get("kind", "TestReport") != "TestReport"]
+    tests = [r for r in records if r["k"] == "test" and r.get("outcome") != "rerun"
+             and r.get("kind", "TestReport") == "TestReport"]
     collects = [r for r in records if r["k"] == "collect"]
     seen: Counter = Counter((r.get("id"), r.get("when")) for r in tests)
     seen.update((r.get("id"), "collect") for r in collects)
@@ -206,7 +210,7 @@ def judge_pytest_run(exit_code: int | None, log: str, stream: bytes | None,
         run.error = "pytest's summary line was not found in the output"
         return run
     counted = Counter(r.get("cat") for r in tests if r.get("cat"))
-    counted.update(r.get("cat") for r in collects if r.get("cat"))
+    counted.update(r.get("cat") for r in [*collects, *subs] if r.get("cat"))
     differ = [f"{w}: summary {summary.get(w, 0)}, reports {counted.get(w, 0)}"
               for w in COUNTED if summary.get(w, 0) != counted.get(w, 0)]
     if differ:
