@@ -8,6 +8,8 @@ which is where repeated sampling gets cheap.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -33,6 +35,32 @@ class Completion:
     finish_reason: str | None
     seed: int | None
     index: int
+
+
+@dataclass
+class SampleProgress:
+    """Where one sampling request stands, as the engine generates."""
+
+    samples: int
+    """Samples asked for."""
+    finished: int
+    """Samples that have ended (stop, length, ...)."""
+    tokens: int
+    """Tokens generated so far, over all samples."""
+    seconds: float
+    """Since the request started."""
+    done: bool = False
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+ProgressFn = Callable[[SampleProgress], None]
+"""Called a few times a second while a request generates, and once more when it is done."""
+
+PROGRESS_EVERY = 0.25
+"""Seconds between progress reports."""
 
 
 class SamplerError(Exception):
@@ -106,6 +134,8 @@ class VLLMSampler:
             seed=0,
         )
         self.tokenizer = self.llm.get_tokenizer()
+        self.progress: ProgressFn | None = None
+        """When set, requests stream from the engine and report here as they generate."""
 
     def count_tokens(self, messages: list[dict[str, str]]) -> int:
         ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
@@ -132,12 +162,76 @@ class VLLMSampler:
             seed=params.seed,
             stop=params.stop or None,
         )
-        out = self.llm.chat(messages, vp, use_tqdm=False)[0]
-        n_prompt = len(out.prompt_token_ids or []) or prompt_tokens
+        if self.progress is not None and hasattr(self.llm, "enqueue_chat"):
+            outputs, prompt_ids = self._stream(messages, vp, self.progress)
+        else:
+            out = self.llm.chat(messages, vp, use_tqdm=False)[0]
+            outputs, prompt_ids = list(out.outputs), out.prompt_token_ids
+        n_prompt = len(prompt_ids or []) or prompt_tokens
         return [
             Completion(o.text, n_prompt, len(o.token_ids), o.finish_reason, params.seed, o.index)
-            for o in out.outputs
+            for o in outputs
         ]
+
+    def _stream(self, messages: list[dict[str, str]], vp: Any,
+                report: ProgressFn) -> tuple[list[Any], list[int] | None]:
+        """The same request as ``llm.chat`` (same chat template, same seeds), run step by step
+        with cumulative outputs so that tokens can be counted as they come.
+
+        ``LLM`` asks the engine for final outputs only; here the request is enqueued through
+        ``enqueue_chat`` with its output kind switched to cumulative on the way in, and the
+        engine is stepped by hand, as ``LLM`` itself does."""
+        from vllm.sampling_params import RequestOutputKind
+
+        engine = self.llm.llm_engine
+        plain_add = engine.add_request
+
+        def add_streaming(request_id: str, prompt: Any, params: Any, *args: Any,
+                          **kwargs: Any) -> Any:
+            if hasattr(params, "output_kind"):
+                params.output_kind = RequestOutputKind.CUMULATIVE
+            return plain_add(request_id, prompt, params, *args, **kwargs)
+
+        own = vars(engine).get("add_request")
+        engine.add_request = add_streaming
+        try:
+            ids = self.llm.enqueue_chat(messages, vp, use_tqdm=False)
+        finally:
+            if own is None:
+                del engine.add_request  # the class's own method again
+            else:
+                engine.add_request = own
+        latest: dict[int, Any] = {}
+        prompt_ids: list[int] | None = None
+        t0 = time.monotonic()
+        last = t0
+
+        def state(done: bool = False) -> SampleProgress:
+            return SampleProgress(
+                samples=vp.n, finished=sum(1 for o in latest.values() if o.finish_reason),
+                tokens=sum(len(o.token_ids) for o in latest.values()),
+                seconds=time.monotonic() - t0, done=done)
+
+        try:
+            while engine.has_unfinished_requests():
+                for out in engine.step():
+                    prompt_ids = out.prompt_token_ids or prompt_ids
+                    for o in out.outputs:
+                        latest[o.index] = o
+                now = time.monotonic()
+                if now - last >= PROGRESS_EVERY:
+                    last = now
+                    report(state())
+        except BaseException:
+            try:
+                engine.abort_request(ids)
+            except Exception:  # noqa: BLE001 - the original error matters more
+                pass
+            raise
+        if len(latest) != vp.n:
+            raise SamplerError(f"the engine returned {len(latest)} of {vp.n} samples")
+        report(state(done=True))
+        return [latest[i] for i in sorted(latest)], prompt_ids
 
     def close(self) -> None:
         llm = getattr(self, "llm", None)

@@ -3,89 +3,27 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .cli_help import MAIN_EPILOG
 from .problem import ProblemError
-
-console = Console(stderr=True, soft_wrap=True)
-# Wide enough for the results table when the output goes to a file or a pipe.
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
-
-
-class RichReporter:
-    def __init__(self, prefix: str = "") -> None:
-        self.prefix = prefix
-        self.t0 = time.monotonic()
-
-    def stage(self, name: str) -> None:
-        console.print(f"[dim]{time.monotonic() - self.t0:7.1f}s[/] {self.prefix}{name}")
-
-    def log(self, msg: str) -> None:
-        console.print(f"[dim]          {msg}[/]")
-
-    def progress(self, name: str, total: int) -> Callable[[int], None]:
-        bar = Progress(TextColumn(f"          {name}"), BarColumn(), MofNCompleteColumn(),
-                       TimeElapsedColumn(), console=console, transient=False)
-        task = bar.add_task(name, total=total)
-        bar.start()
-        state = {"n": 0}
-
-        def advance(k: int = 1) -> None:
-            state["n"] += k
-            bar.advance(task, k)
-            if state["n"] >= total:
-                bar.stop()
-
-        return advance
-
-
-class LazySampler:
-    """Starts the engine on first use only, and once for many problems."""
-
-    def __init__(self, model: str | None, endpoint: str | None = None) -> None:
-        # With an endpoint and no model the server's only model is used; without an
-        # endpoint the default model is.
-        self.model_arg = model if (model or endpoint) else _default_model()
-        self.endpoint = endpoint
-        self._sampler = None
-        self.load_seconds: dict[str, float] = {}
-
-    def __call__(self):  # noqa: ANN204
-        if self._sampler is None:
-            if self.endpoint:
-                from patchswarm.agent.openai_backend import OpenAISampler
-
-                self._sampler = OpenAISampler(self.endpoint, self.model_arg)
-                return self._sampler
-            from patchswarm.agent.models import resolve_model
-            from patchswarm.agent.sampler import VLLMSampler
-
-            console.print(f"[bold]model[/] {self.model_arg}")
-            t0 = time.monotonic()
-            path = resolve_model(self.model_arg)
-            self.load_seconds["fetch_and_convert"] = time.monotonic() - t0
-            t0 = time.monotonic()
-            console.print("[dim]          starting the vLLM engine…[/]")
-            self._sampler = VLLMSampler(str(path), name=self.model_arg)
-            self.load_seconds["engine_start"] = time.monotonic() - t0
-            took = self.load_seconds["engine_start"]
-            console.print(f"[dim]          engine ready in {took:.0f}s[/]")
-        return self._sampler
-
-    def close(self) -> None:
-        if self._sampler is not None:
-            self._sampler.close()
+from .terminal import (  # noqa: F401 - the command modules import these from here
+    ENGINE_LOG,
+    EngineOutput,
+    LazySampler,
+    RichReporter,
+    SamplingDisplay,
+    _default_model,
+    console,
+    out,
+)
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -106,16 +44,11 @@ def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _default_model() -> str:
-    from patchswarm.agent.models import DEFAULT_MODEL
-
-    return os.environ.get("PATCHSWARM_MODEL", DEFAULT_MODEL)
-
-
 def _settings(**kw):  # noqa: ANN202
     from .runner import RepairSettings
 
     return RepairSettings(**{k: v for k, v in kw.items() if v is not None})
+
 
 
 class _Commands(click.Group):
@@ -138,68 +71,10 @@ class _Commands(click.Group):
         return super().get_command(ctx, name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        """Commands grouped by what a user does, each with its one-line summary and an
-        example; a command no group names is listed under "other"."""
+        from .cli_help import format_grouped
+
         self._load()
-        listed: set[str] = set()
-        for title, entries in COMMAND_GROUPS:
-            lines = []
-            for name, example in entries:
-                cmd = self.get_command(ctx, name)
-                if cmd is None or cmd.hidden:
-                    continue
-                listed.add(name)
-                lines.append(f"{name:<9} {cmd.get_short_help_str(64)}\n"
-                             f"{'':<9}   $ {example}\n")
-            if lines:
-                with formatter.section(title):
-                    for line in lines:
-                        formatter.write(" " * formatter.current_indent + line.replace(
-                            "\n" + " " * 9, "\n" + " " * (formatter.current_indent + 9)))
-        rest = [(n, self.get_command(ctx, n)) for n in self.list_commands(ctx)
-                if n not in listed]
-        rows = [(n, c.get_short_help_str(70)) for n, c in rest if c is not None and not c.hidden]
-        if rows:
-            with formatter.section("Other commands"):
-                formatter.write_dl(rows)
-
-
-COMMAND_GROUPS: list[tuple[str, list[tuple[str, str]]]] = [
-    ("Repair a repository", [
-        ("repair", "patchswarm repair --repo . --issue issue.md --test 'python -m pytest -q'"),
-        ("demo", "patchswarm demo -n 8"),
-        ("view", "patchswarm view patchswarm-runs/gradebook-average"),
-        ("status", "patchswarm status patchswarm-runs/gradebook-average"),
-    ]),
-    ("At scale", [
-        ("batch", "patchswarm batch spec.yaml --work-dir batch-work"),
-        ("swebench", "patchswarm swebench run --dataset lite.jsonl --repos-dir mirrors -n 8"),
-        ("bot", "patchswarm bot serve --app-id 123 --private-key-file app.pem"),
-    ]),
-    ("Research", [
-        ("solve", "patchswarm solve --strategy majority,beam -n 8"),
-        ("prove", "patchswarm prove --dataset minif2f-rocq -n 8"),
-        ("verify", "patchswarm verify --verifier math --problem gold.txt --candidate answer.txt"),
-        ("bench", "patchswarm bench sampling --json"),
-    ]),
-    ("Operate", [
-        ("worker", "patchswarm worker -Q verify --broker redis://127.0.0.1:6379/0"),
-        ("sandbox", "patchswarm sandbox prune --budget 20"),
-    ]),
-]
-"""``patchswarm --help`` lists the commands in these groups, each with an example."""
-
-MAIN_EPILOG = """\b
-Environment:
-  PATCHSWARM_MODEL     the default --model
-  PATCHSWARM_API_KEY   the API key sent to --endpoint (else OPENAI_API_KEY)
-  PATCHSWARM_BROKER    the default --broker of `worker`
-  PATCHSWARM_HOME      caches: models, images, verdicts (default ~/.cache/patchswarm)
-
-\b
-Shell completion (bash; zsh and fish alike with zsh_source / fish_source):
-  eval "$(_PATCHSWARM_COMPLETE=bash_source patchswarm)"
-"""
+        format_grouped(self, ctx, formatter)
 
 
 @click.group(cls=_Commands, epilog=MAIN_EPILOG,
@@ -238,6 +113,10 @@ endpoint_option = click.option("--endpoint", default=None, callback=check_endpoi
                                help="An OpenAI-compatible server (e.g. http://host:8000/v1) "
                                     "instead of the in-process engine. Its API key is read "
                                     "from $PATCHSWARM_API_KEY, else $OPENAI_API_KEY.")
+verbose_option = click.option(
+    "--verbose", is_flag=True,
+    help="Show the model engine's own logs and warnings here; by default they go to "
+         "engine.log in the run folder.")
 broker_option = click.option("--broker", default=None,
                              help="Run on Celery workers through this Redis broker "
                                   "(redis://host:6379/0); without it, everything runs here.")
@@ -293,11 +172,13 @@ def _orchestrator(broker: str | None):  # noqa: ANN202
               help="Break ties among verified changes with equal votes by asking the model "
                    "whether each is right (the probability of yes).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@verbose_option
 def repair(repo: Path, issue: Path, test: str, n: int, model: str | None,
            endpoint: str | None, broker: str | None, base: str | None, files: tuple[str, ...],
            run_dir: Path | None, apply_: bool, allow_dirty: bool, seed: int,
            temperature: float, fmt: str, install: str, base_image: str | None,
-           ca_bundle: bool, strategy: str, rounds: int, judge: bool, as_json: bool) -> None:
+           ca_bundle: bool, strategy: str, rounds: int, judge: bool, as_json: bool,
+           verbose: bool) -> None:
     """Repair a local git repository. Its working tree is never touched unless --apply.
 
     Samples -n candidate changes from the model, verifies each distinct one by running
@@ -330,7 +211,7 @@ def repair(repo: Path, issue: Path, test: str, n: int, model: str | None,
     settings = _settings(n=n, seed=seed, temperature=temperature, fmt=fmt,
                          base_image=base_image, ca_bundle=ca_bundle, strategy=strategy,
                          rounds=rounds, judge=judge)
-    sampler = LazySampler(model, endpoint)
+    sampler = LazySampler(model, endpoint, run_dir / ENGINE_LOG, verbose)
     try:
         if orch is not None:
             result = orch.repair(problem, settings, run_dir, model or _default_model(), endpoint,
@@ -392,8 +273,10 @@ def _print_results(results: list) -> None:  # noqa: ANN001
                    "patchswarm-runs/demo-MODEL-nN-sSEED); the same folder resumes.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the first sample.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@verbose_option
 def demo(examples: str | None, n: int, model: str | None, endpoint: str | None,
-         broker: str | None, run_dir: Path | None, seed: int, as_json: bool) -> None:
+         broker: str | None, run_dir: Path | None, seed: int, as_json: bool,
+         verbose: bool) -> None:
     """Repair the bundled example problems with the default model and print what happened.
 
     \b
@@ -415,7 +298,7 @@ def demo(examples: str | None, n: int, model: str | None, endpoint: str | None,
     model = model or _default_model()
     orch = _orchestrator(broker)
     run_dir = run_dir or Path("patchswarm-runs") / f"demo-{model}-n{n}-s{seed}"
-    sampler = LazySampler(model, endpoint)
+    sampler = LazySampler(model, endpoint, run_dir / ENGINE_LOG, verbose)
     settings = _settings(n=n, seed=seed)
     results = []
     queued: list = []
@@ -470,85 +353,6 @@ def demo(examples: str | None, n: int, model: str | None, endpoint: str | None,
             f"k={k}: {v:.2f}" for k, v in curve) + f"; plot: {run_dir / 'coverage.png'}")
 
 
-@main.command()
-@click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
-def status(run_dir: Path, as_json: bool) -> None:
-    """Show the progress of a run folder: one row per problem run found in it.
-
-    RUN_DIR is a repair run, or a folder holding several (demo, batch work folder,
-    SWE-bench run, prove run). A run counts as done only when its summary is newer than
-    everything the run writes as it goes, so a rerun that stopped early is not done.
-
-    \b
-    Example:
-      patchswarm status patchswarm-runs/gradebook-average
-    """
-    from .store import RunStore
-    from .viewer.problem import finished
-
-    dirs = problem_runs(run_dir)
-    if not dirs:
-        _fail(f"{run_dir} holds no run (no candidates.jsonl or run.json of a problem, nor "
-              "folders holding them): give a folder that repair, demo, batch, swebench run "
-              "or prove wrote")
-    rows = []
-    for d in dirs:
-        s = RunStore(d)
-        run = s.read_json("run.json") or {}
-        cands = s.candidates()
-        verdicts = s.verdicts()
-        distinct = {c["key"] for c in cands if c.get("key")}
-        rows.append({
-            "run": str(d),
-            "wanted": (run.get("settings") or {}).get("n"),
-            "sampled": len(cands),
-            "distinct": len(distinct),
-            "verified": sum(1 for k in distinct if k in verdicts),
-            "passed": sum(1 for k in distinct if verdicts.get(k, {}).get("status") == "passed"),
-            "done": finished(d) or finished(d, "result.json"),
-        })
-    if as_json:
-        out.print_json(json.dumps(rows))
-        return
-    table = Table(title=f"status of {run_dir}")
-    for col in ("run", "wanted", "sampled", "distinct", "verified", "passed", "done"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(*(str(r[c]) for c in ("run", "wanted", "sampled", "distinct",
-                                             "verified", "passed", "done")))
-    out.print(table)
-
-
-_NOT_RUNS = {"clones", "repos", "eval", "patches", "results", ".git", "logs"}
-
-
-def problem_runs(folder: Path, depth: int = 3) -> list[Path]:
-    """The problem run folders at or under ``folder`` (a repair run, or the runs nested in a
-    demo, batch, SWE-bench or prove folder), in path order."""
-    def is_run(d: Path) -> bool:
-        if (d / "candidates.jsonl").exists():
-            return True
-        try:
-            run = json.loads((d / "run.json").read_text())
-        except (OSError, ValueError):
-            return False
-        return isinstance(run, dict) and "problem" in run
-
-    if is_run(folder):
-        return [folder]
-    found: list[Path] = []
-    if depth > 0:
-        try:
-            subs = sorted(p for p in folder.iterdir()
-                          if p.is_dir() and not p.is_symlink() and p.name not in _NOT_RUNS)
-        except OSError:
-            return []
-        for sub in subs:
-            found += problem_runs(sub, depth - 1)
-    return found
-
-
 def _add_commands() -> None:
     """Commands that live in their own modules (``tasks/cmd_*.py``), one per area."""
     import importlib
@@ -560,8 +364,9 @@ def _add_commands() -> None:
 
 
 COMMAND_MODULES: list[str] = ["cmd_worker", "cmd_bench", "cmd_bench_pipeline", "cmd_sandbox",
-                              "cmd_bench_sampling", "cmd_batch", "cmd_bot", "cmd_swebench",
-                              "cmd_solve", "cmd_verify", "cmd_view"]
+                              "cmd_bench_sampling", "cmd_bench_yield", "cmd_batch", "cmd_bot",
+                              "cmd_swebench",
+                              "cmd_solve", "cmd_verify", "cmd_view", "cmd_status"]
 
 if __name__ == "__main__":
     # Run through the importable module, so the command modules (which import this one) see

@@ -10,6 +10,7 @@ import click
 from rich.table import Table
 
 from .cli import (
+    ENGINE_LOG,
     LazySampler,
     RichReporter,
     _default_model,
@@ -18,6 +19,7 @@ from .cli import (
     endpoint_option,
     model_option,
     out,
+    verbose_option,
 )
 from .problem import ProblemError
 
@@ -112,12 +114,14 @@ def _user_errors() -> tuple[type[Exception], ...]:
 @click.option("--replay", type=click.Path(path_type=Path), default=None,
               help="Recorded completions (JSONL with `text`) instead of a model.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@verbose_option
 def solve(dataset: Path | None, strategy: tuple[str, ...], n: int, model: str | None,
           endpoint: str | None, reward_model: Path | None, reward_backend: str,
           run_dir: Path | None,
           limit: int | None, problem_ids: tuple[str, ...], width: int, max_steps: int,
           step_tokens: int, max_tokens: int, temperature: float, top_p: float, seed: int,
-          lam: float, no_ladder: bool, replay: Path | None, as_json: bool) -> None:
+          lam: float, no_ladder: bool, replay: Path | None, as_json: bool,
+          verbose: bool) -> None:
     """Solve math problems with a search strategy; report accuracy against budget.
 
     \b
@@ -150,6 +154,7 @@ def solve(dataset: Path | None, strategy: tuple[str, ...], n: int, model: str | 
         settings.validate()
         problems = choose(load_math_dataset(path), list(problem_ids), limit)
         run_dir = run_dir or Path("patchswarm-runs") / f"solve-{Path(path).stem}"
+        lazy.output.log_file, lazy.output.verbose = Path(run_dir) / ENGINE_LOG, verbose
         report = run_solve(problems, factory, settings, run_dir, RichReporter(), name,
                            str(path))
     except _user_errors() as exc:
@@ -197,10 +202,11 @@ def solve(dataset: Path | None, strategy: tuple[str, ...], n: int, model: str | 
 @click.option("--replay", type=click.Path(path_type=Path), default=None,
               help="Recorded completions (JSONL with `text`) instead of a model.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@verbose_option
 def prove(dataset: Path, n: int, model: str | None, endpoint: str | None,
           run_dir: Path | None, limit: int | None, problem_ids: tuple[str, ...],
           max_tokens: int, temperature: float, seed: int, timeout: float, workers: int,
-          replay: Path | None, as_json: bool) -> None:
+          replay: Path | None, as_json: bool, verbose: bool) -> None:
     """Prove Coq theorems by sampling; each proof is checked by Coq in a sandbox.
 
     \b
@@ -220,6 +226,7 @@ def prove(dataset: Path, n: int, model: str | None, endpoint: str | None,
     try:
         statements = load_coq_dataset(dataset, list(problem_ids), limit)
         run_dir = run_dir or Path("patchswarm-runs") / f"prove-{Path(dataset).name}"
+        lazy.output.log_file, lazy.output.verbose = Path(run_dir) / ENGINE_LOG, verbose
         report = run_prove(statements, factory, settings, run_dir, RichReporter(), name,
                            str(dataset))
     except _user_errors() as exc:
