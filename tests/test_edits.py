@@ -894,3 +894,21 @@ def test_elided_whole_file_answer_is_refused_and_deletes_nothing() -> None:
     result = parse_edits(text, files)
     assert result.patch is None and not result.new_files
     assert result.error == "whole-file answer for calc.py elides code ('# ... rest unchanged')"
+
+
+def test_an_answer_in_another_marked_format_than_asked_is_taken() -> None:
+    files = {"calc.py": CALC}
+    text = ("calc.py\n<<<<<<< SEARCH\n    return a - b\n=======\n    return a + b\n"
+            ">>>>>>> REPLACE\n")
+    result = parse_edits(text, files, "whole_file")
+    assert result.fmt == "search_replace" and result.new_files["calc.py"] == CALC_FIXED
+    diff = make_diff(files, {"calc.py": CALC_FIXED})
+    result = parse_edits(f"```diff\n{diff}```\n", files, "search_replace")
+    assert result.fmt == "udiff" and result.new_files["calc.py"] == CALC_FIXED
+    # Its own error is the one reported when the asked format's syntax is absent.
+    missing = text.replace("    return a - b\n=", "    return a * 7\n=")
+    assert parse_edits(missing, files, "whole_file").error == "search text not found in calc.py"
+    # A fenced block is never taken as the whole file unless whole files were asked for.
+    snippet = "calc.py\n```python\ndef add(a, b):\n    return a + b\n```\n"
+    assert parse_edits(snippet, files, "search_replace").patch is None
+    assert parse_edits(snippet, files, "udiff").patch is None

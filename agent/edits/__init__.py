@@ -72,6 +72,10 @@ _PARSERS: dict[str, tuple[_Parser, Callable[[list[str]], bool]]] = {
 }
 
 
+_MARKED = ("search_replace", "udiff")
+"""Formats whose syntax marks an edit unmistakably; tried when the asked format gives none."""
+
+
 def _to_lf(files: dict[str, str]) -> tuple[dict[str, str], set[str]]:
     work: dict[str, str] = {}
     crlf: set[str] = set()
@@ -100,16 +104,30 @@ def parse_edits(text: str, files: dict[str, str], fmt: str = "auto") -> EditResu
     """Turn a model answer into a patch against *files* (repo-relative path -> original text).
 
     *fmt* is one of :data:`FORMATS` or ``"auto"``, which tries search/replace, then udiff, then
-    whole file, and reports the error of the first format whose syntax it recognised.  Paths not
-    in *files* may only be created (whole file with an explicit path, a diff from /dev/null, or a
-    SEARCH/REPLACE block with an empty SEARCH part).  Never raises because of the model output.
+    whole file, and reports the error of the first format whose syntax it recognised.  With a
+    given *fmt* that yields nothing, a SEARCH/REPLACE block or diff in the answer is still taken
+    (models do not always answer in the format asked); its error is reported when the asked
+    format's own syntax is absent.  Paths not in *files* may only be created (whole file with an
+    explicit path, a diff from /dev/null, or a SEARCH/REPLACE block with an empty SEARCH part).
+    Never raises because of the model output.
     """
     if fmt != "auto" and fmt not in FORMATS:
         raise ValueError(f"unknown edit format {fmt!r}; expected 'auto' or one of {FORMATS}")
     try:
         lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
         if fmt != "auto":
-            return _run(fmt, lines, files)
+            result = _run(fmt, lines, files)
+            if result.patch is not None:
+                return result
+            # The model answered in another format than asked: a SEARCH/REPLACE block or a
+            # diff is located by content, so it is taken; a fenced block is never taken as a
+            # whole file unless whole files were asked for (it may be a snippet).
+            for other in _MARKED:
+                if other != fmt and _PARSERS[other][1](lines):
+                    alt = _run(other, lines, files)
+                    if alt.patch is not None or not _PARSERS[fmt][1](lines):
+                        return alt
+            return result
         errors: list[str] = []
         for name, (_, detect) in _PARSERS.items():
             result = _run(name, lines, files)
