@@ -178,6 +178,7 @@ def test_page_shows_the_run_and_a_click_opens_a_diff(run_dir, browser, viewer, s
     assert [r.get_attribute("data-status") for r in rows] == ["passed", "failed"]
     assert "first: verified, #2 is not" in rows[0].text
     assert rows[0].find_elements(By.TAG_NAME, "td")[1].text == "2"  # votes
+    browser.execute_script("document.getElementById('problem').scrollIntoView()")
     browser.save_screenshot(str(shots / "problem.png"))
 
     rows[0].click()
