@@ -51,7 +51,7 @@ def select_files(issue: str, files: dict[str, str], tests_text: str = "",
 
 
 def select_context(issue: str, files: dict[str, str], tests_text: str = "",
-                   budget_chars: int = 24000, max_files: int = 6,
+                   budget_chars: int = 28000, max_files: int = 10,
                    facts: Iterable[FileFacts] | None = None) -> dict[str, str]:
     """Path → the text to show, best file first: the ``max_files`` best-ranked source files,
     each whole when it fits an equal share of ``budget_chars`` (a share a smaller file leaves

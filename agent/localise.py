@@ -59,6 +59,10 @@ W_PATH = 6.0
 W_MODULE = 4.0
 W_DEFINES = 1.2
 W_STEM = 1.0
+W_SIZE = 0.0
+BM25_B = 0.75
+"""BM25's length normalisation; a fix edits large files more often than their share of the
+vocabulary suggests."""
 
 
 def tokens(text: str) -> list[str]:
@@ -169,7 +173,8 @@ def rank_files(issue: str, facts: Iterable[FileFacts], tests_text: str = "",
         return []
     sig = IssueSignals.of(issue)
     query = sig.words + tokens(tests_text)
-    raw = BM25Okapi([f.words for f in facts]).get_scores(query) if query else [0.0] * len(facts)
+    raw = (BM25Okapi([f.words for f in facts], b=BM25_B).get_scores(query) if query
+           else [0.0] * len(facts))
     top = max(raw) if len(raw) and max(raw) > 0 else 1.0
     bm25 = [s / top for s in raw]
     df = Counter(n for f in facts for n in f.defines & sig.names)
@@ -190,6 +195,7 @@ def rank_files(issue: str, facts: Iterable[FileFacts], tests_text: str = "",
         stem = PurePosixPath(f.path).stem.lower()
         if stem != "__init__" and stem in wanted:
             s += W_STEM
+        s += W_SIZE * math.log1p(f.size / 1000)
         if _sidelined(f.path, issue_words):
             s *= SIDELINE_FACTOR
         scored.append((f.path, s))

@@ -94,7 +94,7 @@ def _mirror(repos_dir: Path, repo: str) -> Path | None:
 
 
 def measure(rows: list[dict[str, Any]], repos_dir: Path, budget: int = 16000,
-            max_files: int = 4, context_budget: int = 24000, context_files: int = 6,
+            max_files: int = 4, context_budget: int = 28000, context_files: int = 10,
             log=lambda s: None) -> dict[str, Any]:
     per: dict[str, list[dict[str, Any]]] = defaultdict(list)
     blobs: dict[str, _Blobs] = {}
@@ -134,6 +134,34 @@ def measure(rows: list[dict[str, Any]], repos_dir: Path, budget: int = 16000,
             "instances": [r for recs in per.values() for r in recs]}
 
 
+def measure_examples(budget: int = 16000, max_files: int = 4, context_budget: int = 28000,
+                     context_files: int = 10) -> dict[str, Any]:
+    """The same two selections on the bundled examples, with the failing tests' text as
+    the tests' signal (as ``repair`` has it)."""
+    from patchswarm.tasks import examples
+
+    recs = []
+    for eid in examples.list_examples():
+        meta = examples.load_example(eid)
+        root = meta["root"]
+        repo = root / "repo"
+        texts = {p.relative_to(repo).as_posix(): p.read_text()
+                 for p in sorted(repo.rglob("*.py"))}
+        test_paths = {t.split("::")[0] for t in meta.get("fail_to_pass", [])}
+        tests_text = "\n".join(texts.get(p, "") for p in test_paths)
+        gold = _gold_files((root / "fix.patch").read_text())
+        whole = select_files(meta["issue"], texts, tests_text, budget, max_files)
+        ctx = select_context(meta["issue"], texts, tests_text, context_budget, context_files)
+        rec = {"instance_id": eid, "gold": gold,
+               "whole_files": {"shown": whole, "chars": sum(len(texts[p]) for p in whole)},
+               "context": {"shown": list(ctx), "chars": sum(map(len, ctx.values()))}}
+        for k in ("whole_files", "context"):
+            rec[k]["recall"] = all(g in rec[k]["shown"] for g in gold)
+            rec[k]["any"] = any(g in rec[k]["shown"] for g in gold)
+        recs.append(rec)
+    return {"summary": _summary(recs), "instances": recs}
+
+
 def _summary(recs: list[dict[str, Any]]) -> dict[str, Any]:
     n = len(recs) or 1
     out: dict[str, Any] = {"instances": len(recs)}
@@ -146,27 +174,31 @@ def _summary(recs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 @click.command("localisation")
-@click.option("--dataset", "datasets", multiple=True, required=True,
+@click.option("--dataset", "datasets", multiple=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="SWE-bench JSONL file(s); may be given more than once.")
-@click.option("--repos-dir", required=True,
+@click.option("--repos-dir",
               type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Folder of repository mirrors named owner__name.git (or owner__name).")
 @click.option("--budget", default=16000, show_default=True,
               help="Characters of whole files (the whole_files selection).")
 @click.option("--max-files", default=4, show_default=True)
-@click.option("--context-budget", default=24000, show_default=True,
+@click.option("--context-budget", default=28000, show_default=True,
               help="Characters shown by the context selection.")
-@click.option("--context-files", default=6, show_default=True)
+@click.option("--context-files", default=10, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON result.")
 @click.option("--instances", is_flag=True, help="Include every instance's record.")
+@click.option("--examples/--no-examples", default=True, show_default=True,
+              help="Also measure the bundled examples.")
 def localisation(datasets: tuple[Path, ...], repos_dir: Path, budget: int, max_files: int,
                  context_budget: int, context_files: int, as_json: bool,
-                 instances: bool) -> None:
+                 instances: bool, examples: bool) -> None:
     """File recall of localisation on SWE-bench instances, against prompt size.
 
     Example: patchswarm bench localisation --dataset lite.jsonl --repos-dir mirrors --json
     """
+    if datasets and not repos_dir:
+        raise click.UsageError("--dataset needs --repos-dir (the repositories' mirrors)")
     rows = []
     for path in datasets:
         for i, line in enumerate(path.read_text().splitlines(), 1):
@@ -176,17 +208,23 @@ def localisation(datasets: tuple[Path, ...], repos_dir: Path, budget: int, max_f
                 except ValueError as exc:
                     raise click.ClickException(f"{path}:{i}: not a JSON line ({exc})") from None
     start = time.monotonic()
-    result = measure(rows, repos_dir, budget, max_files, context_budget, context_files,
+    result = measure(rows, repos_dir or Path("."), budget, max_files, context_budget, context_files,
                      log=lambda s: print(s, file=sys.stderr))
+    if examples:
+        result["examples"] = measure_examples(budget, max_files, context_budget, context_files)
     result["seconds"] = round(time.monotonic() - start, 1)
     if not instances:
         result.pop("instances")
+        result.get("examples", {}).pop("instances", None)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
     click.echo(f"{'repository':32} {'n':>4} {'whole recall':>12} {'chars':>7} "
                f"{'context recall':>14} {'chars':>7}")
-    for repo, s in [*result["by_repo"].items(), ("overall", result["overall"])]:
+    rows_out = [*result["by_repo"].items(), ("overall", result["overall"])]
+    if examples:
+        rows_out.append(("bundled examples", result["examples"]["summary"]))
+    for repo, s in rows_out:
         click.echo(f"{repo:32} {s['instances']:>4} {s['whole_files']['recall']:>12.2f} "
                    f"{s['whole_files']['mean_chars']:>7} {s['context']['recall']:>14.2f} "
                    f"{s['context']['mean_chars']:>7}")

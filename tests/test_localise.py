@@ -134,3 +134,5 @@ def test_bench_localisation_measures_recall_on_a_real_repository(tmp_path):
     assert out["overall"]["instances"] == 1
     assert out["overall"]["context"]["recall"] == 1.0
     assert out["by_repo"]["acme/widgets"]["whole_files"]["recall"] == 1.0
+    bundled = out["examples"]["summary"]
+    assert bundled["instances"] >= 10 and bundled["context"]["recall"] == 1.0
