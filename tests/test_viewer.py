@@ -381,3 +381,45 @@ def test_a_solve_run_shows_each_strategy_and_problem(tmp_path, browser):
         (run / "results.jsonl").read_text().split("\n")[:-1]) + "]")
         if r["problem"] == "add-two"])
     assert any("42" in r.text for r in rows)
+
+
+def test_a_swebench_run_shows_selection_repro_scripts_and_evaluation(tmp_path, browser):
+    """A SWE-bench run of one small instance (the tests' own repository in the instance
+    format), recorded completions, real sandboxes: the page shows the pick, each change's
+    selection verdict, the reproduction script before and after, and the evaluation."""
+    import swebench_fixtures
+    from click.testing import CliRunner
+    from selenium.webdriver.common.by import By
+
+    from patchswarm.tasks.cli import main
+    from patchswarm.tasks.viewer.data import load
+    from patchswarm.tasks.viewer.server import export
+
+    fx = swebench_fixtures.build(tmp_path / "fx")
+    iid = fx.items[0].instance["instance_id"]
+    out = tmp_path / "swe"
+    res = CliRunner().invoke(main, [
+        "swebench", "run", "--dataset", str(fx.dataset(tmp_path / "ds.jsonl")),
+        "--repos-dir", str(fx.repos), "--specs", str(fx.specs), "--no-clone", "-i", iid,
+        "--out", str(out), "--replay", str(fx.replay(tmp_path / "replay.jsonl")), "-n", "4",
+        "--repro", "1", "--format", "udiff", "--run-id", "v1"])
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "report.json").read_text())
+    data = load(out)
+    assert data["kind"] == "swebench" and data["done"]
+    (p,) = data["problems"]
+    assert p["id"] == iid and p["status"] == "solved" and report["resolved_ids"] == [iid]
+    assert p["counts"]["samples"] == 4 and p["counts"]["distinct"] == 2
+    top = p["groups"][0]
+    assert top["status"] == "passed" and top["eval"]["resolved"] is True
+    assert top["votes"] == 1 and p["groups"][1]["votes"] == 2  # tests beat votes
+    (repro,) = p["repro"]
+    assert repro["before"] == "reproduces"
+    assert repro["after"][top["key"]] == "PASSED"
+    export(out, tmp_path / "swe.html")
+    browser.get((tmp_path / "swe.html").as_uri())
+    _wait(browser, lambda d: _visible(d, "table.repro"))
+    assert "reproduces" in browser.find_element(By.CSS_SELECTOR, "table.repro").text
+    browser.find_elements(By.CSS_SELECTOR, "tr.group-row")[0].click()
+    detail = _wait(browser, lambda d: _visible(d, "[data-detail]"))[0]
+    assert "evaluation with the hidden tests" in detail.text and "resolved" in detail.text
