@@ -423,3 +423,44 @@ def test_a_swebench_run_shows_selection_repro_scripts_and_evaluation(tmp_path, b
     browser.find_elements(By.CSS_SELECTOR, "tr.group-row")[0].click()
     detail = _wait(browser, lambda d: _visible(d, "[data-detail]"))[0]
     assert "evaluation with the hidden tests" in detail.text and "resolved" in detail.text
+
+
+def test_a_prove_run_shows_each_proof_and_the_checkers_message(tmp_path, browser,
+                                                               docker_engine):
+    """Coq statements proved from recorded completions and checked by Coq in a sandbox."""
+    from selenium.webdriver.common.by import By
+
+    from patchswarm.tasks.viewer.data import load
+    from patchswarm.tasks.viewer.server import export
+
+    here = Path(__file__).resolve().parent / "data"
+    folder = tmp_path / "statements"
+    folder.mkdir()
+    shutil.copy(here / "coq" / "small_mod.v", folder)
+    shutil.copy(here / "coq-broken" / "broken_statement.v", folder)
+    real = "Here is the proof.\n```coq\nProof.\n  reflexivity.\nQed.\n```"
+    wrong = "```coq\nProof. exact I. Qed.\n```"
+    replay = tmp_path / "r.jsonl"  # statements in file order: broken_statement, small_mod
+    replay.write_text("".join(json.dumps({"text": t, "completion_tokens": 12}) + "\n"
+                              for t in (real, real, real, wrong)))
+    run = tmp_path / "prove"
+    proc = subprocess.run([sys.executable, "-m", "patchswarm.tasks.cli", "prove", "--dataset",
+                           str(folder), "-n", "2", "--replay", str(replay), "--run-dir",
+                           str(run)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = load(run)
+    assert data["kind"] == "prove" and data["done"]
+    probs = {p["id"]: p for p in data["problems"]}
+    assert probs["broken_statement"]["status"] == "error"
+    mod = probs["small_mod"]
+    assert mod["status"] == "solved" and mod["lang"] == "coq"
+    assert [g["status"] for g in mod["groups"]] == ["passed", "failed"]
+    assert "proof does not check" in mod["groups"][1]["detail"]
+    export(run, tmp_path / "prove.html")
+    browser.get((tmp_path / "prove.html").as_uri())
+    browser.find_element(By.CSS_SELECTOR, 'tr.problem-row[data-problem="small_mod"]').click()
+    rows = _wait(browser, lambda d: _visible(d, "tr.group-row"))
+    rows[1].click()
+    detail = _wait(browser, lambda d: _visible(d, "[data-detail] pre.lang-coq"))[0]
+    assert "exact I." in detail.text
+    assert "proof does not check" in browser.find_element(By.CSS_SELECTOR, "pre.checker").text
