@@ -7,8 +7,8 @@
 - selected accuracy: the share of problems where the candidate the ranking picked is right,
   with ties at the top broken at random and counted in expectation, never the best case.
 
-``coverage_plot`` reads run folders as the run store writes them (``candidates.jsonl`` and
-``verdicts.jsonl`` in each problem's folder) so any finished run can be plotted.
+``plot_coverage`` draws curves; reading them from run folders is the run store's business
+(``patchswarm.tasks.run_metrics``), so this module stays a leaf.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 from .ranking import Group, expected_score
 
@@ -83,39 +82,6 @@ def selected_accuracy(problems: Iterable[tuple[list[Group], set[str]]]) -> float
     return sum(expected_score(groups, correct) for groups, correct in problems) / len(problems)
 
 
-# --------------------------------------------------------------------------- run folders
-
-
-def problem_counts(problem_dir: Path) -> tuple[int, int]:
-    """(samples, passing samples) of one problem's run folder. A sample passes when its
-    normalised-patch key has a ``passed`` verdict; a sample with no patch fails."""
-    from patchswarm.tasks.store import read_jsonl  # the run store's own reader of its files
-
-    seen: dict[str, dict[str, Any]] = {}
-    for c in read_jsonl(problem_dir / "candidates.jsonl"):
-        seen.setdefault(c["id"], c)
-    status = {}
-    for v in read_jsonl(problem_dir / "verdicts.jsonl"):
-        status.setdefault(v["key"], v.get("status"))
-    n = len(seen)
-    c = sum(1 for cand in seen.values()
-            if cand.get("key") and status.get(cand["key"]) == "passed")
-    return n, c
-
-
-def run_counts(run_dir: Path) -> dict[str, tuple[int, int]]:
-    """Problem id → (n, c) for a run folder: either one problem's folder, or a folder holding
-    one folder per problem (as ``patchswarm demo`` writes)."""
-    run_dir = Path(run_dir)
-    if (run_dir / "candidates.jsonl").exists():
-        return {run_dir.name: problem_counts(run_dir)}
-    out = {}
-    for sub in sorted(p for p in run_dir.iterdir() if p.is_dir()):
-        if (sub / "candidates.jsonl").exists():
-            out[sub.name] = problem_counts(sub)
-    return out
-
-
 def plot_coverage(curves: dict[str, Sequence[tuple[int, float]]], out_png: Path,
                   title: str = "coverage against samples") -> Path:
     """Write a PNG of coverage (pass@k) against k, one line per label, log-scaled k."""
@@ -146,23 +112,3 @@ def plot_coverage(curves: dict[str, Sequence[tuple[int, float]]], out_png: Path,
     finally:
         plt.close(fig)
     return out_png
-
-
-def coverage_plot(run_dirs: Sequence[Path | str], out_png: Path | str,
-                  ks: Sequence[int] | None = None) -> dict[str, Any]:
-    """Plot coverage against k for each run folder (one line each) and return the numbers:
-    ``{label: {"problems": …, "coverage": …, "curve": [[k, pass@k], …]}}``."""
-    curves: dict[str, list[tuple[int, float]]] = {}
-    summary: dict[str, Any] = {}
-    for rd in run_dirs:
-        rd = Path(rd)
-        counts = list(run_counts(rd).values())
-        label = rd.name
-        while label in curves:
-            label += "'"
-        curve = coverage_curve(counts, ks)
-        curves[label] = curve
-        summary[label] = {"problems": len(counts), "coverage": coverage(counts),
-                          "curve": [[k, round(v, 4)] for k, v in curve]}
-    plot_coverage(curves, Path(out_png))
-    return summary

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+from pathlib import Path
 
 from docker.client import DockerClient, from_env
 from docker.errors import DockerException
@@ -27,3 +29,8 @@ def client() -> DockerClient:
             f"({exc})"
         ) from exc
     return c
+
+
+def cache_home() -> Path:
+    """Where images' logs, locks and the image cache's records live (``PATCHSWARM_HOME``)."""
+    return Path(os.environ.get("PATCHSWARM_HOME", Path.home() / ".cache" / "patchswarm"))

@@ -22,15 +22,13 @@ from dataclasses import asdict, dataclass, field
 
 from docker.errors import APIError, NotFound
 
-from .engine import LABEL, client
+from .engine import LABEL, cache_home, client
 
 KINDS_ORDER = {"env": 0, "base": 1, "rootfs": 2}
 BUDGET_ENV = "PATCHSWARM_IMAGE_BUDGET_GB"
 
 
 def _db_path():  # noqa: ANN202 - a Path
-    from .images import cache_home
-
     d = cache_home()
     d.mkdir(parents=True, exist_ok=True)
     return d / "images.sqlite"

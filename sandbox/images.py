@@ -23,7 +23,8 @@ from pathlib import Path
 
 from docker.errors import BuildError, ImageNotFound
 
-from .engine import LABEL, SandboxError, client
+from .engine import LABEL, SandboxError, cache_home, client
+from .imagecache import budget_from_env, note_used, prune
 
 RECIPE_VERSION = 5
 """Bump when the way images are made changes, so every tag changes with it."""
@@ -55,10 +56,6 @@ with a read-only root copy it into their memory-backed /work, and copy it again 
 PRISTINE_LABEL = "patchswarm.pristine"
 FROM_LABEL = "patchswarm.from"
 """The image an image was built on, for the cache's size accounting."""
-
-
-def cache_home() -> Path:
-    return Path(os.environ.get("PATCHSWARM_HOME", Path.home() / ".cache" / "patchswarm"))
 
 
 def _digest(obj: object) -> str:
@@ -372,8 +369,6 @@ def ensure_env_image(
 
 
 def _note_used(tag: str) -> None:
-    from .imagecache import note_used
-
     try:
         note_used(tag)
     except Exception:  # noqa: BLE001 - bookkeeping never stops a build
@@ -383,8 +378,6 @@ def _note_used(tag: str) -> None:
 def _enforce_budget(keep: str, log: Callable[[str], None]) -> None:
     """After a build: evict least-recently-used images while the cache is over its budget
     (``PATCHSWARM_IMAGE_BUDGET_GB``; none set, nothing is evicted)."""
-    from .imagecache import budget_from_env, prune
-
     budget = budget_from_env()
     if budget is None:
         return

@@ -335,7 +335,7 @@ def demo(examples: str | None, n: int, model: str | None, endpoint: str | None,
             orch.close()
     wall = time.monotonic() - t_start
     solved = sum(r.solved for r in results)
-    from patchswarm.agent.metrics import coverage_plot
+    from patchswarm.tasks.run_metrics import coverage_plot
 
     curve = coverage_plot([run_dir], run_dir / "coverage.png")[run_dir.name]["curve"]
     summary = {"model": model, "n": n, "seed": seed, "problems": len(ids), "solved": solved,

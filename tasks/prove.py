@@ -4,7 +4,7 @@ sandbox; coverage (some sample proves it) reported against the number of samples
 A run is a folder, resumable: ``run.json`` (what was asked), and one folder per statement with
 ``candidates.jsonl`` (each sample, its whole ``.v`` file and that file's key) and
 ``verdicts.jsonl`` (one verdict per distinct proof, by key) as the run store writes them, so
-:func:`patchswarm.agent.metrics.coverage_plot` reads it too. ``report.json``, ``report.md`` and
+:func:`patchswarm.tasks.run_metrics.coverage_plot` reads it too. ``report.json``, ``report.md`` and
 ``coverage.png`` sum it up.
 
 A statement that does not compile on its own (with ``Proof. Admitted.``) is reported as such,

@@ -20,14 +20,13 @@ from patchswarm.agent.budget import (
 from patchswarm.agent.metrics import (
     coverage,
     coverage_curve,
-    coverage_plot,
     mean_pass_at_k,
     pass_at_k,
     plot_coverage,
-    problem_counts,
     selected_accuracy,
 )
 from patchswarm.agent.ranking import Group
+from patchswarm.tasks.run_metrics import coverage_plot, problem_counts
 
 
 def brute_pass_at_k(n: int, c: int, k: int) -> float:
