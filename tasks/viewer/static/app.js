@@ -243,7 +243,8 @@ function groupsTable(p) {
     el("td", { class: "num", text: g.rank }), el("td", { class: "num", text: g.votes }),
     el("td", {}, badge(g.status), g.cached ? el("span", { class: "muted", text: " cached" }) : null),
     el("td", { class: "num", text: g.judge === null ? "-" : g.judge.toFixed(3) }),
-    el("td", { class: "num", text: g.diff_size }), el("td", { class: "why", text: g.why }),
+    el("td", { class: "num", text: g.lang === "diff" ? g.diff_size : "-" }),
+    el("td", { class: "why", text: g.why }),
     el("td", { class: "muted", text: (g.detail || "").slice(0, 140) })));
     if (open) t.append(el("tr", {}, el("td", { colspan: 7 }, groupDetail(p, g))));
   }
