@@ -361,6 +361,17 @@ def _add_commands() -> None:
         module = importlib.import_module(f"patchswarm.tasks.{name}")
         for command in module.COMMANDS:
             main.add_command(command)
+            _show_envvars(command)
+
+
+def _show_envvars(cmd: click.Command) -> None:
+    """Every option that an environment variable sets says so in its help."""
+    for p in cmd.params:
+        if isinstance(p, click.Option) and p.envvar:
+            p.show_envvar = True
+    if isinstance(cmd, click.Group):
+        for sub in cmd.commands.values():
+            _show_envvars(sub)
 
 
 COMMAND_MODULES: list[str] = ["cmd_worker", "cmd_bench", "cmd_bench_pipeline", "cmd_sandbox",

@@ -153,3 +153,15 @@ def test_shell_completion_script_is_produced():
                           env={**os.environ, "_PATCHSWARM_COMPLETE": "bash_source"})
     assert proc.returncode == 0, proc.stderr
     assert "complete -o nosort -F _patchswarm_completion patchswarm" in proc.stdout
+
+
+def test_options_set_by_environment_variables_say_so():
+    runner = CliRunner()
+    res = runner.invoke(main, ["worker", "-h"])
+    assert "env var: PATCHSWARM_BROKER" in " ".join(res.output.split())
+    with_envvar = [(path, p.opts[0]) for path, cmd in _commands() for p in cmd.params
+                   if isinstance(p, click.Option) and p.envvar]
+    assert with_envvar
+    for path, opt in with_envvar:
+        flat = " ".join(runner.invoke(main, [*path, "-h"]).output.split())
+        assert "env var:" in flat, (path, opt)
