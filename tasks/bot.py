@@ -33,11 +33,9 @@ import logging
 import os
 import queue
 import re
-import sqlite3
 import threading
 import time
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +43,7 @@ from typing import Any
 import yaml
 
 from .batch import GitError, clone, commit_patch, git, rev_parse
+from .bot_state import ACTIVE, Deliveries, RedisDeliveries, StateDB  # noqa: F401
 from .github_client import WRITE_PERMISSIONS, GitHubApp, GitHubError, Installation
 from .problem import Problem, ProblemError, local_problem
 from .runner import RepairResult, RepairSettings, Reporter
@@ -212,123 +211,6 @@ def parse_event(event: str, payload: dict[str, Any], config: BotConfig) -> Trigg
         return trig
     except (KeyError, TypeError, ValueError) as exc:
         return Ignored(f"the payload lacks a field the bot needs ({exc})")
-
-
-# ----------------------------------------------------------------------------- state
-
-
-class Deliveries:
-    """Delivery ids seen (SQLite); ``first_time`` is atomic."""
-
-    def __init__(self, db: StateDB) -> None:
-        self.db = db
-
-    def first_time(self, delivery: str, event: str) -> bool:
-        return self.db.add_delivery(delivery, event)
-
-
-class RedisDeliveries:
-    """Delivery ids in Redis, kept a week (GitHub redelivers for three days)."""
-
-    def __init__(self, url: str, prefix: str = "patchswarm:delivery:",
-                 ttl: int = 7 * 86400) -> None:
-        import redis
-
-        self.r = redis.Redis.from_url(url, socket_timeout=5)
-        self.r.ping()
-        self.prefix = prefix
-        self.ttl = ttl
-
-    def first_time(self, delivery: str, event: str) -> bool:
-        return bool(self.r.set(self.prefix + delivery, event, nx=True, ex=self.ttl))
-
-
-ACTIVE = ("queued", "running")
-
-
-class StateDB:
-    """The bot's SQLite file: delivery ids and jobs."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
-                                    timeout=30)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.lock = threading.Lock()
-        with self.lock:
-            self.conn.executescript("""
-                CREATE TABLE IF NOT EXISTS deliveries (
-                    id TEXT PRIMARY KEY, event TEXT, received REAL);
-                CREATE TABLE IF NOT EXISTS jobs (
-                    id TEXT PRIMARY KEY, delivery TEXT, repo TEXT, issue INTEGER,
-                    status TEXT, trigger TEXT, info TEXT, created REAL, updated REAL);
-                CREATE INDEX IF NOT EXISTS jobs_issue ON jobs (repo, issue, status);
-            """)
-
-    def add_delivery(self, delivery: str, event: str) -> bool:
-        with self.lock:
-            cur = self.conn.execute(
-                "INSERT OR IGNORE INTO deliveries VALUES (?, ?, ?)",
-                (delivery, event, time.time()))
-            return cur.rowcount == 1
-
-    def add_job(self, trig: Trigger) -> str | None:
-        """A new job, or None when one for the same issue is already queued or running."""
-        with self.lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                busy = self.conn.execute(
-                    "SELECT id FROM jobs WHERE repo=? AND issue=? AND status IN (?, ?)",
-                    (trig.full_name, trig.number, *ACTIVE)).fetchone()
-                if busy:
-                    self.conn.execute("COMMIT")
-                    return None
-                job_id = uuid.uuid4().hex[:12]
-                now = time.time()
-                self.conn.execute(
-                    "INSERT INTO jobs VALUES (?, ?, ?, ?, 'queued', ?, '{}', ?, ?)",
-                    (job_id, trig.delivery, trig.full_name, trig.number,
-                     json.dumps(trig.to_dict()), now, now))
-                self.conn.execute("COMMIT")
-                return job_id
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-
-    def job(self, job_id: str) -> dict[str, Any] | None:
-        with self.lock:
-            row = self.conn.execute(
-                "SELECT id, delivery, repo, issue, status, trigger, info, created, updated "
-                "FROM jobs WHERE id=?", (job_id,)).fetchone()
-        if row is None:
-            return None
-        keys = ("id", "delivery", "repo", "issue", "status", "trigger", "info", "created",
-                "updated")
-        d = dict(zip(keys, row, strict=True))
-        d["trigger"] = json.loads(d["trigger"])
-        d["info"] = json.loads(d["info"])
-        return d
-
-    def jobs(self, statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
-        with self.lock:
-            ids = [r[0] for r in self.conn.execute(
-                "SELECT id FROM jobs ORDER BY created").fetchall()]
-        out = [j for j in (self.job(i) for i in ids) if j]
-        return [j for j in out if statuses is None or j["status"] in statuses]
-
-    def update(self, job_id: str, status: str | None = None, **info: Any) -> None:
-        with self.lock:
-            row = self.conn.execute("SELECT status, info FROM jobs WHERE id=?",
-                                    (job_id,)).fetchone()
-            if row is None:
-                return
-            merged = {**json.loads(row[1]), **info}
-            self.conn.execute("UPDATE jobs SET status=?, info=?, updated=? WHERE id=?",
-                              (status or row[0], json.dumps(merged), time.time(), job_id))
-
-    def close(self) -> None:
-        with self.lock:
-            self.conn.close()
 
 
 # ----------------------------------------------------------------------------- the job
@@ -705,76 +587,6 @@ def _default_model() -> str:
     return os.environ.get("PATCHSWARM_MODEL", DEFAULT_MODEL)
 
 
-# ----------------------------------------------------------------------------- the server
-
-
-def create_app(config: BotConfig, sampler_factory: Callable[[], Any] | None = None,
-               repair_fn: RepairFn | None = None, github: GitHubApp | None = None) -> Any:
-    """The Starlette app: ``POST /webhook`` (and ``/``), ``GET /healthz``.
-
-    ``sampler_factory`` is what the repair samples with (tests pass a replay sampler; by
-    default the configured model starts on the first job). ``app.state.bot`` is the Bot.
-    """
-    try:
-        from starlette.applications import Starlette
-        from starlette.concurrency import run_in_threadpool
-        from starlette.requests import Request
-        from starlette.responses import JSONResponse
-        from starlette.routing import Route
-    except ImportError as exc:
-        raise GitHubError("the GitHub bot needs the `bot` extra: pip install "
-                          f"'patchswarm[bot]' ({exc})") from exc
-
-    bot = Bot(config, sampler_factory, repair_fn, github)
-
-    cap = config.max_body
-    too_large = {"error": f"the body is over {cap} bytes"}
-
-    async def webhook(request: Request) -> JSONResponse:
-        # Capped before it is read: a declared length over the cap is refused at once, and a
-        # chunked body is counted as it streams, so at most ``cap`` bytes are ever held and
-        # no signature is computed over more.
-        size = request.headers.get("content-length")
-        if size is not None and (not size.strip().isdigit() or int(size) > cap):
-            bot.refused_bodies += 1
-            return JSONResponse(too_large, status_code=413, headers={"Connection": "close"})
-        chunks: list[bytes] = []
-        total = 0
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > cap:
-                bot.refused_bodies += 1
-                return JSONResponse(too_large, status_code=413,
-                                    headers={"Connection": "close"})
-            chunks.append(chunk)
-        body = b"".join(chunks)
-        status, data = await run_in_threadpool(bot.handle, dict(request.headers), body)
-        return JSONResponse(data, status_code=status)
-
-    async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "jobs": bot._outstanding,
-                             "signature_checks": bot.signature_checks,
-                             "refused_bodies": bot.refused_bodies})
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Any) -> AsyncIterator[None]:
-        bot.start()
-        try:
-            yield
-        finally:
-            await run_in_threadpool(bot.stop)  # the state file stays open for inspection
-
-    app = Starlette(routes=[Route("/webhook", webhook, methods=["POST"]),
-                            Route("/", webhook, methods=["POST"]),
-                            Route("/healthz", health, methods=["GET"])],
-                    lifespan=lifespan)
-    app.state.bot = bot
-    return app
-
-
-def serve(config: BotConfig, host: str = "127.0.0.1", port: int = 8080,
-          sampler_factory: Callable[[], Any] | None = None) -> None:
-    import uvicorn
-
-    uvicorn.run(create_app(config, sampler_factory), host=host, port=port,
-                log_level="info", proxy_headers=True)
+# The receiver's records and its HTTP app live beside this module; their names stay importable
+# from here.
+from .bot_app import create_app, serve  # noqa: E402, F401
