@@ -24,12 +24,9 @@ from typing import Any
 from patchswarm.sandbox.engine import SandboxError
 from patchswarm.verifiers import swebench_logs as sl
 
-from .swebench import (
-    BadRow,
+from .swebench_data import BadRow, InfraError, Instance, InstanceError
+from .swebench_patch import (
     EvalResult,
-    InfraError,
-    Instance,
-    InstanceError,
     SWEBenchSettings,
     _folder_name,
     _sha,
