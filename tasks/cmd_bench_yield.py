@@ -205,8 +205,10 @@ def run_yield_bench(example_ids: list[str], sampler_for: Callable[[str], Callabl
 @click.option("--seed", default=0, show_default=True, help="Seed of the first sample.")
 @click.option("--examples", "which", default="all", show_default=True,
               help="Comma-separated example ids, or 'all'.")
-@click.option("--max-tokens", default=2048, show_default=True, help="Tokens per sample.")
-@click.option("--temperature", default=0.8, show_default=True, type=float)
+@click.option("--max-tokens", default=2048, show_default=True, type=click.IntRange(1),
+              help="At most this many tokens per sample.")
+@click.option("--temperature", default=0.8, show_default=True, type=click.FloatRange(min=0),
+              help="Sampling temperature.")
 @click.option("--format", "fmt", default="auto", show_default=True,
               type=click.Choice(["auto", "search_replace", "whole_file", "udiff"]),
               help="Edit format asked of the model.")
@@ -237,6 +239,9 @@ def yield_(model: str | None, endpoint: str | None, n: int, seed: int, which: st
     if unknown:
         raise click.ClickException(f"unknown examples {unknown}; known: "
                                    f"{', '.join(ex.list_examples())}")
+    if replay is not None and (record is not None or endpoint is not None):
+        raise click.UsageError("--replay feeds recorded completions: it takes no --record "
+                               "or --endpoint")
     engine: list[Sampler] = []
     if replay is not None:
         recorded = load_replay(replay)
