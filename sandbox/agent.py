@@ -641,6 +641,9 @@ def run(req: dict) -> None:
         ready, _, _ = select.select([fd, *reading], [], [], wait)
         if reading and reading[0] in ready and not report.pump():
             reading.clear()
+        if report is not None and report.overflow:
+            overflow = True  # a flood of the report pipe is killed as one of the output is
+            break
         if fd not in ready:
             continue
         try:
