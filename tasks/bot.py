@@ -585,8 +585,3 @@ def _default_model() -> str:
     from patchswarm.agent.models import DEFAULT_MODEL
 
     return os.environ.get("PATCHSWARM_MODEL", DEFAULT_MODEL)
-
-
-# The receiver's records and its HTTP app live beside this module; their names stay importable
-# from here.
-from .bot_app import create_app, serve  # noqa: E402, F401

@@ -43,8 +43,7 @@ from patchswarm.verifiers.registry import UnknownVerifier
 from patchswarm.verifiers.verdict import ERROR, Verdict
 
 from . import worker_sandboxes as sandboxes
-from .cache import cache_key
-from .distributed import (
+from .broker import (
     DEFAULT_BROKER,
     SAMPLE_QUEUE,
     SAMPLE_TASK,
@@ -52,6 +51,7 @@ from .distributed import (
     VERIFY_TASK,
     SharedVerdictCache,
 )
+from .cache import cache_key
 from .runner import limits_record, stamp, verify_patch
 from .task_schema import (
     NOTIFY_PREFIX,

@@ -80,7 +80,7 @@ def serve(app_id: str, key_file: Path | None, secret_file: Path | None, state_di
     Contents (read and write) and Metadata (read), and the events Issues and Issue comment.
     """
     from .bot import BotConfig
-    from .bot import serve as run_server
+    from .bot_app import serve as run_server
 
     key = _read_secret(os.environ.get(KEY_ENV), key_file, "private key", KEY_ENV)
     secret = _read_secret(os.environ.get(SECRET_ENV), secret_file, "webhook secret",

@@ -32,7 +32,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
@@ -40,7 +39,18 @@ from patchswarm.agent.sampler import Completion, SamplerError, SamplingParams
 from patchswarm.verifiers.unittests import PytestVerifier
 from patchswarm.verifiers.verdict import ERROR, TIMEOUT, Verdict
 
-from .cache import NoCache, RedisVerdictCache, VerdictCache, cache_key
+from .broker import (  # noqa: F401 - names the CLI and tests import from here
+    DEFAULT_BROKER,
+    SAMPLE_QUEUE,
+    SAMPLE_TASK,
+    VERIFY_QUEUE,
+    VERIFY_TASK,
+    BrokerError,
+    SharedVerdictCache,
+    check_broker,
+    redact,
+)
+from .cache import NoCache, VerdictCache, cache_key
 from .problem import Problem, ProblemError
 from .runner import (
     Environment,
@@ -57,80 +67,12 @@ from .task_schema import NOTIFY_PREFIX, secret_from_env, sign
 
 log = logging.getLogger("patchswarm.distributed")
 
-DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
-VERIFY_QUEUE = "verify"
-SAMPLE_QUEUE = "sample"
-VERIFY_TASK = "patchswarm.verify"
-SAMPLE_TASK = "patchswarm.sample"
-
 EPOCH_PREFIX = "patchswarm:epoch:"
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, ConnectionError, OSError)
 
 
-class BrokerError(Exception):
-    """The broker cannot be used; the message names it and says what to do."""
-
-
 class Stopped(Exception):
     """The orchestrator was closed (Ctrl-C, SIGTERM) while this thread waited for workers."""
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password:
-        host = parts.hostname or ""
-        if parts.port:
-            host += f":{parts.port}"
-        user = parts.username or ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-    return url
-
-
-def check_broker(url: str, timeout: float = 3.0) -> None:
-    """Raise BrokerError, naming the URL, unless a Redis server answers there."""
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise BrokerError(f"unsupported broker {redact(url)!r}: patchswarm runs on Redis; "
-                          "give --broker redis://HOST:6379/0")
-    try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=timeout,
-                                      socket_timeout=timeout)
-        client.ping()
-        client.close()
-    except redis.RedisError as exc:
-        raise BrokerError(
-            f"cannot reach the broker at {redact(url)}: {str(exc).rstrip('.')}. Start Redis there "
-            "(e.g. `docker compose -f docker/compose.yml up -d redis`), or leave out --broker "
-            "to run everything in this process."
-        ) from exc
-    except ValueError as exc:
-        raise BrokerError(f"cannot parse the broker URL {redact(url)!r}: {exc}") from exc
-
-
-class SharedVerdictCache(RedisVerdictCache):
-    """The verdict cache in Redis, shared by the orchestrator and every worker. Redis being
-    away makes it miss, never fail: the worst case is verifying a change again."""
-
-    def __init__(self, url: str, prefix: str = "patchswarm:verdict:") -> None:
-        super().__init__(url, prefix)
-        self.url = url
-        self.prefix = prefix
-
-    def conf(self) -> dict[str, str]:
-        return {"url": self.url, "prefix": self.prefix}
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        try:
-            return super().get(key)
-        except redis.RedisError as exc:
-            log.warning("verdict cache unavailable (%s): treated as a miss", exc)
-            return None
-
-    def put(self, key: str, verdict: dict[str, Any]) -> None:
-        try:
-            super().put(key, verdict)
-        except redis.RedisError as exc:
-            log.warning("verdict cache unavailable (%s): verdict not cached", exc)
 
 
 @dataclass

@@ -32,11 +32,11 @@ from patchswarm.tasks.bot import (
     Ignored,
     RedisDeliveries,
     Trigger,
-    create_app,
     parse_event,
     sign,
     verify_signature,
 )
+from patchswarm.tasks.bot_app import create_app
 from patchswarm.tasks.github_client import GitHubApp, GitHubError, RateGate
 from patchswarm.tasks.runner import RepairSettings
 
