@@ -149,6 +149,10 @@ CONTROLS = [
      "proved"),
     ("bullets-and-braces", TRUE, "Proof. assert (h : 4 = 4). { reflexivity. }\n- exact h. Qed.",
      "passed", "proved"),
+    ("global-options-hints-strategy", TRUE,
+     "Global Set Printing All.\nGlobal Strategy expand [Nat.add].\n"
+     "#[global] Hint Resolve I : core.\nTheorem true_thm : 2 + 2 = 4.\nProof. reflexivity. Qed.",
+     "passed", "proved"),
     ("wrong-proof", FALSE, "Proof. reflexivity. Qed.", "failed", "proof does not check"),
     ("no-proof", FALSE, "", "failed", "no proof"),
 ]
@@ -220,3 +224,30 @@ def test_controls_after(shipped, coq_sandbox) -> None:
     print("\n| attack | verifier | verdict | reason |\n|---|---|---|---|")
     for name, label, status, detail in TABLE:
         print(f"| {name} | {label} | {status} | {detail[:160]} |")
+
+
+def test_what_require_alone_activates(coq_sandbox) -> None:
+    """The checker file rests on this behaviour of coqc 8.16, checked here with real coqc:
+    ``Require`` without ``Import`` activates none of a library's notations, tactic notations
+    or coercions, but does apply its ``Global`` options (hence the checker switches the kernel
+    checks back on after loading the candidate)."""
+    lib = ('Tactic Notation "exact" constr(x) := idtac "HIJACKED".\n'
+           'Tactic Notation "mytac" := idtac.\n'
+           'Notation "x + y" := (x * y) : nat_scope.\nNotation "\'TT\'" := True.\n'
+           "Record wrap := { unwrap :> nat -> nat }.\n"
+           "Global Unset Guard Checking.\n")
+    user = ("Require L.Lib.\n"
+            "Goal 2 + 3 = 5. exact (eq_refl 5). Qed.\n"   # + is addition, exact is exact
+            "Fail Check TT.\n"
+            "Goal True. Fail mytac. exact I. Qed.\n"
+            "Fail Check (fun x : L.Lib.wrap => x 0).\n"
+            "Test Guard Checking.\nSet Guard Checking.\nTest Guard Checking.\n")
+    d = "/tmp/require-probe"
+    coq_sandbox.put_file(f"{d}/l/Lib.v", lib.encode())
+    coq_sandbox.put_file(f"{d}/u/User.v", user.encode())
+    res = coq_sandbox.exec(f"cd {d}/l && coqc -q -Q . L Lib.v && cd {d}/u && "
+                           f"coqc -q -Q {d}/l L -Q . U User.v", timeout=120)
+    coq_sandbox.exec(f"rm -rf {d}", timeout=30)
+    assert res.exit_code == 0, res.output
+    assert "HIJACKED" not in res.output
+    assert res.output.index("Guard Checking is off") < res.output.index("Guard Checking is on")
