@@ -11,6 +11,7 @@ from rich.table import Table
 
 from .batch import SpecError, load_spec, run_batch, run_batch_parallel, settings_from
 from .cli import (
+    ENGINE_LOG,
     LazySampler,
     RichReporter,
     _default_model,
@@ -142,7 +143,7 @@ def batch(spec_path: Path, work_dir: Path | None, n: int | None, model: str | No
     settings = settings_from(spec, n=n, seed=seed, temperature=temperature)
     reporter_for = lambda pid: RichReporter(f"[{pid}] ")  # noqa: E731
     ids = [p.id for p in spec.problems if not only or p.id in only]
-    lazy = LazySampler(model, endpoint)
+    lazy = LazySampler(model, endpoint, work_dir / ENGINE_LOG)
     orch = _orchestrator(broker) if replay is None else None
     try:
         if orch is not None:
