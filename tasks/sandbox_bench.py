@@ -7,8 +7,9 @@ candidates:
     per candidate; the patch copied in and applied with ``git apply``; the install step run
     again; the tests; the container removed.
 (b) ``warm``: patchswarm's path, as the runner takes it. ``SandboxPool.take()``, the pytest
-    verifier (apply the patch, restore protected tests, run the tests, read the JUnit
-    report), ``close()`` (which hands the sandbox back to be reset in the background).
+    verifier (check the patch against the change policy and apply it, restore protected tests
+    from the pristine copy, run the tests with the report stream and hidden checks, judge
+    the three signals), ``close()`` (which hands the sandbox back to be reset in the background).
 (c) ``bare``: the test command alone in a container that is already prepared, run by one
     ``docker exec`` (``bare_docker_exec``) and by the sandbox's own command runner
     (``bare_runner``, which forks the tests from its pytest fork server as the warm path does).
@@ -154,7 +155,6 @@ class _Timed:
             what = ("apply_patch" if "PATCHSWARM-APPLIED" in command
                     else "tests" if command == TEST_COMMAND
                     else "restore_tests" if command.startswith("git ")
-                    else "prepare_report" if "junit" in command
                     else "other")
             self._add(what, t0)
 
@@ -328,7 +328,7 @@ def run_bench(n: int = 20, python: str = "3.11", base_image: str | None = None,
         "warm_breakdown_ms": {
             k: round(statistics.median(ph.get(k, 0.0) for ph in phases) * 1000, 1)
             for k in ("policy_check", "take", "put_patch", "apply_patch", "tree_diff",
-                      "restore_tests", "prepare_report", "tests", "read_report", "other",
+                      "restore_tests", "tests", "read_report", "other",
                       "close")},
         "pool": pool_stats,
         "machine": {"cpus": os.cpu_count(),
