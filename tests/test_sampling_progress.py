@@ -44,7 +44,8 @@ def test_the_command_line_shows_sampling_progress_and_keeps_engine_logs_out(tmp_
         assert noise not in proc.stderr, noise
     # ...it is in the run folder.
     log = (run_dir / "engine.log").read_text()
-    assert "INFO" in log and "vllm" in log.lower()
+    # vLLM's own log lines (which levels appear depends on its logging settings).
+    assert re.search(r"(INFO|WARNING) \d\d-\d\d \d\d:\d\d:\d\d \[\w+\.py:\d+\]", log), log[-2000:]
     assert "engine.log" in proc.stderr  # the user is told where it is
     assert "solved" in proc.stdout or "results" in proc.stdout
 
