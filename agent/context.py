@@ -9,21 +9,19 @@ the older contract (whole files only, paths) kept for callers that show whole fi
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from .excerpt import excerpt
-from .localise import FileFacts, IssueSignals, is_test_file, rank_files, tokens
+from .localise import (
+    FileFacts,
+    IssueSignals,
+    imported_modules,
+    is_test_file,
+    rank_files,
+    tokens,
+)
 
 __all__ = ["imported_modules", "is_test_file", "select_context", "select_files", "tokens"]
-
-
-def imported_modules(source: str) -> set[str]:
-    mods = set()
-    for m in re.finditer(r"^\s*(?:from\s+([\w.]+)\s+import|import\s+([\w.]+))", source, re.M):
-        name = m.group(1) or m.group(2)
-        mods.update(name.split("."))
-    return mods
 
 
 def _facts(files: dict[str, str], facts: Iterable[FileFacts] | None) -> list[FileFacts]:

@@ -179,7 +179,7 @@ def rank_files(issue: str, facts: Iterable[FileFacts], tests_text: str = "",
     bm25 = [s / top for s in raw]
     df = Counter(n for f in facts for n in f.defines & sig.names)
     idf = {n: math.log(1 + len(facts) / c) / math.log(1 + len(facts)) for n, c in df.items()}
-    wanted = _imported(tests_text) | {w.lower() for w in sig.words}
+    wanted = imported_modules(tests_text) | {w.lower() for w in sig.words}
     issue_words = {w.lower() for w in sig.words} | {p.lower() for p in sig.paths}
     scored = []
     for f, b in zip(facts, bm25, strict=True):
@@ -203,7 +203,8 @@ def rank_files(issue: str, facts: Iterable[FileFacts], tests_text: str = "",
     return scored
 
 
-def _imported(source: str) -> set[str]:
+def imported_modules(source: str) -> set[str]:
+    """The names of the modules a source imports, each dotted part on its own."""
     mods = set()
     for m in re.finditer(r"^\s*(?:from\s+([\w.]+)\s+import|import\s+([\w.]+))", source, re.M):
         mods.update((m.group(1) or m.group(2)).split("."))

@@ -117,12 +117,7 @@ def measure(rows: list[dict[str, Any]], repos_dir: Path, budget: int = 16000,
                                  max_files=max_files, facts=facts)
             ctx = select_context(row["problem_statement"], texts, budget_chars=context_budget,
                                  max_files=context_files, facts=facts)
-            rec = {"instance_id": row["instance_id"], "gold": gold,
-                   "whole_files": {"shown": whole, "chars": sum(len(texts[p]) for p in whole)},
-                   "context": {"shown": list(ctx), "chars": sum(map(len, ctx.values()))}}
-            for k in ("whole_files", "context"):
-                rec[k]["recall"] = all(g in rec[k]["shown"] for g in gold)
-                rec[k]["any"] = any(g in rec[k]["shown"] for g in gold)
+            rec = _record(row["instance_id"], gold, texts, whole, ctx)
             per[row["repo"]].append(rec)
             log(f"{row['instance_id']}: whole {rec['whole_files']['recall']} "
                 f"context {rec['context']['recall']}")
@@ -152,14 +147,22 @@ def measure_examples(budget: int = 16000, max_files: int = 4, context_budget: in
         gold = _gold_files((root / "fix.patch").read_text())
         whole = select_files(meta["issue"], texts, tests_text, budget, max_files)
         ctx = select_context(meta["issue"], texts, tests_text, context_budget, context_files)
-        rec = {"instance_id": eid, "gold": gold,
-               "whole_files": {"shown": whole, "chars": sum(len(texts[p]) for p in whole)},
-               "context": {"shown": list(ctx), "chars": sum(map(len, ctx.values()))}}
-        for k in ("whole_files", "context"):
-            rec[k]["recall"] = all(g in rec[k]["shown"] for g in gold)
-            rec[k]["any"] = any(g in rec[k]["shown"] for g in gold)
-        recs.append(rec)
+        recs.append(_record(eid, gold, texts, whole, ctx))
     return {"summary": _summary(recs), "instances": recs}
+
+
+def _record(instance_id: str, gold: list[str], texts: dict[str, str], whole: list[str],
+            ctx: dict[str, str]) -> dict[str, Any]:
+    """One instance's outcome under both selections: what was shown, its size, whether every
+    (``recall``) or some (``any``) gold file was among it."""
+    rec: dict[str, Any] = {
+        "instance_id": instance_id, "gold": gold,
+        "whole_files": {"shown": whole, "chars": sum(len(texts[p]) for p in whole)},
+        "context": {"shown": list(ctx), "chars": sum(map(len, ctx.values()))}}
+    for k in ("whole_files", "context"):
+        rec[k]["recall"] = all(g in rec[k]["shown"] for g in gold)
+        rec[k]["any"] = any(g in rec[k]["shown"] for g in gold)
+    return rec
 
 
 def _summary(recs: list[dict[str, Any]]) -> dict[str, Any]:
