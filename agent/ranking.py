@@ -1,5 +1,7 @@
-"""Ranking distinct candidates: verified first, then votes, then an optional judge score,
-then the smaller diff.
+"""Ranking distinct candidates: verified first; then a change that breaks none of the
+project's tests before one that breaks some (and one whose effect is unknown last); then the
+number of independent reproduction tests it passes (issue-only repair); then votes, then an
+optional judge score, then the smaller diff.
 
 Ties that remain are real: ``expected_score`` reports what a random pick among the tied best
 would score, not the best case.
@@ -22,6 +24,11 @@ class Group:
     """Verdict status of the group's patch, once verified."""
     judge: float | None = None
     """Optional judge score in [0, 1] (probability that the patch is right)."""
+    regressions: int | None = None
+    """How many of the project's tests that passed before fail with this change (None: not
+    known, e.g. the patch did not apply)."""
+    repro: int = 0
+    """How many independent reproduction tests this change passes (issue-only repair)."""
 
     @property
     def votes(self) -> int:
@@ -37,6 +44,8 @@ class Group:
     def sort_key(self) -> tuple:
         return (
             0 if self.status == "passed" else 1,
+            0 if self.regressions == 0 else 1 if self.regressions is not None else 2,
+            -self.repro,
             -self.votes,
             -(self.judge if self.judge is not None else 0.0),
             self.diff_size,

@@ -7,12 +7,13 @@ the command opens a pipe and passes its write end as the file descriptor named b
 ``PATCHSWARM_REPORT_FD``; the plugin writes one JSON line per event to it:
 
 * ``{"k": "start", "pid": ...}`` when the plugin is configured;
-* ``{"k": "test", "id", "when", "kind", "outcome", "wasxfail", "cat", "raised"}`` for every
+* ``{"k": "test", "id", "when", "kind", "outcome", "wasxfail", "cat", "raised", "exc"}`` for every
   test report pytest's reporters see (``kind``: the report's class; a plugin's sub-reports,
   such as pytest-subtests', are not ``TestReport``; ``cat`` is the terminal's category for
   it: the word its summary line counts; ``raised`` whether the phase raised an exception
   that is not a skip or an expected failure, as seen by pytest's own report maker, or null
-  when the report did not come through it);
+  when the report did not come through it; ``exc`` the type name of that exception, or
+  null: it tells a reproduction test's assertion from a mistake in the test);
 * ``{"k": "collect", "id", "outcome", "cat"}`` for every collector that failed or skipped;
 * ``{"k": "end", "exitstatus", "canaries": {"pass": id, "fail": id}}`` when the session ends.
 
@@ -41,6 +42,7 @@ _CANARY_PASS = f"test_{secrets.token_hex(6)}.py::test_{secrets.token_hex(6)}"
 _CANARY_FAIL = f"test_{secrets.token_hex(6)}.py::test_{secrets.token_hex(6)}"
 _fd = None
 _raised = {}
+_exc = {}
 _config = None
 
 try:
@@ -120,8 +122,10 @@ if _fd is not None:
         report = outcome.get_result()
         if report is not None:
             excinfo = call.excinfo
-            _raised[(report.nodeid, report.when)] = bool(
-                excinfo is not None and not _skip_like(excinfo))
+            raised = excinfo is not None and not _skip_like(excinfo)
+            _raised[(report.nodeid, report.when)] = bool(raised)
+            if raised:
+                _exc[(report.nodeid, report.when)] = str(excinfo.typename)[:100]
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(report):
@@ -130,7 +134,8 @@ if _fd is not None:
                "kind": type(report).__name__,
                "outcome": report.outcome, "wasxfail": hasattr(report, "wasxfail"),
                "cat": status[0] if status else "",
-               "raised": _raised.pop((report.nodeid, report.when), None)})
+               "raised": _raised.pop((report.nodeid, report.when), None),
+               "exc": _exc.pop((report.nodeid, report.when), None)})
 
     @pytest.hookimpl(trylast=True)
     def pytest_collectreport(report):

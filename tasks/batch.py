@@ -49,7 +49,9 @@ from typing import Any
 import yaml
 
 from .problem import Problem, ProblemError, local_problem
+from .reproduction import REPRODUCTION, new_files_diff, passed_repro_files
 from .runner import RepairResult, RepairSettings, Reporter
+from .store import RunStore
 
 DEFAULT_TEST = "python -m pytest -q"
 BRANCH_PREFIX = "patchswarm/"
@@ -63,7 +65,11 @@ _URL = re.compile(r"^([a-z][a-z0-9+.-]*://|[\w.-]+@[\w.-]+:)", re.IGNORECASE)
 TOP_KEYS = {"version", "settings", "repos", "problems"}
 SETTING_KEYS = {"n": int, "seed": int, "temperature": float, "top_p": float,
                 "max_tokens": int, "format": str, "model": str, "endpoint": str,
-                "verify_workers": int, "python": str}
+                "verify_workers": int, "python": str, "issue_only": bool, "repro": int,
+                "keep_repro_tests": bool}
+"""``issue_only``, ``repro``: issue-only repair (see ``patchswarm repair --help``);
+``keep_repro_tests``: a fix verified by reproduction tests is committed with the ones it
+passes, added to the repository's tests."""
 REPO_KEYS = {"url", "path", "install", "base"}
 PROBLEM_KEYS = {"id", "repo", "base", "issue", "issue_file", "test", "fail_to_pass",
                 "pass_to_pass", "files", "install", "python", "test_timeout"}
@@ -229,11 +235,12 @@ def parse_spec(data: Any, source: str = "<spec>", spec_dir: Path | None = None) 
             continue
         v = raw_settings[k]
         ok = isinstance(v, typ) or (typ is float and isinstance(v, int))
-        if not ok or isinstance(v, bool):
+        if not ok or (isinstance(v, bool) and typ is not bool):
             errors.append(f"settings.{k}: give a {typ.__name__}, not {v!r}")
             continue
-        if typ is int and v < (0 if k == "seed" else 1):
-            errors.append(f"settings.{k}: must be {'0 or more' if k == 'seed' else 'positive'}")
+        if typ is int and v < (0 if k in ("seed", "repro") else 1):
+            errors.append(f"settings.{k}: must be "
+                          f"{'0 or more' if k in ('seed', 'repro') else 'positive'}")
             continue
         if k == "format" and v not in FORMATS:
             errors.append(f"settings.format: one of {', '.join(sorted(FORMATS))}")
@@ -493,6 +500,11 @@ class Row:
     error: str | None = None
     fingerprint: str = ""
     run_dir: str = ""
+    verification: str = ""
+    """What the fix was verified against: given tests, reproduction tests or unverified."""
+    repro_kept: int | None = None
+    """Issue-only repair: reproduction tests kept (of ``repro_sampled``)."""
+    repro_sampled: int | None = None
 
     @property
     def done(self) -> bool:
@@ -591,14 +603,20 @@ class Batch:
                   prompt_tokens=result.tokens.get("prompt", 0),
                   completion_tokens=result.tokens.get("completion", 0),
                   seconds=round(seconds, 1), fingerprint=bp.fingerprint(),
-                  run_dir=str(self.run_dir(bp)))
+                  run_dir=str(self.run_dir(bp)), verification=result.verification)
+        if result.repro is not None:
+            row.repro_kept, row.repro_sampled = result.repro["kept"], result.repro["sampled"]
         patch_path = self.work / "patches" / f"{bp.id}.patch"
         if result.solved and result.best_patch:
-            patch_path.write_text(result.best_patch)
+            patch = result.best_patch
+            if result.verification == REPRODUCTION and self.spec.settings.get("keep_repro_tests"):
+                verdict = RunStore(self.run_dir(bp)).verdicts().get(result.best_key or "")
+                patch += new_files_diff(passed_repro_files(str(self.run_dir(bp)), verdict))
+            patch_path.write_text(patch)
             row.patch_file = str(patch_path)
             branch = BRANCH_PREFIX + bp.id
             message = commit_message(bp.id, bp.issue, result, bp.test)
-            row.commit = commit_patch(problem.repo, problem.base_commit, result.best_patch,
+            row.commit = commit_patch(problem.repo, problem.base_commit, patch,
                                       branch, message)
             row.branch = branch
             if self.in_place and bp.repo.local:
@@ -652,6 +670,9 @@ class Batch:
             "pending": sum(r.status == "pending" for r in rows),
             "candidates": sum(r.samples for r in rows),
             "verified": sum(r.verified for r in rows),
+            "solved_by": {by: sum(r.status == "solved" and r.verification == by for r in rows)
+                          for by in ("given tests", "reproduction tests")},
+            "unverified_picks": sum(r.verification == "unverified" for r in rows),
             "tokens": sum(r.prompt_tokens + r.completion_tokens for r in rows),
             "seconds": round(sum(r.seconds for r in rows), 1),
             "rows": [r.to_dict() for r in rows],
@@ -663,9 +684,16 @@ class Batch:
 
 def commit_message(pid: str, issue: str, result: RepairResult, test: str) -> str:
     title = next((ln.strip("# ").strip() for ln in issue.splitlines() if ln.strip()), pid)
+    if result.verification == REPRODUCTION:
+        r = result.repro or {}
+        how = (f"passed reproduction tests that the model wrote from the issue "
+               f"({r.get('kept', 0)} of {r.get('sampled', 0)} kept: they fail before the "
+               f"fix) and broke none of the tests of `{test}` that passed before")
+    else:
+        how = f"passed `{test}`"
     return (f"Fix {pid}: {title[:60]}\n\n"
             f"Found by patchswarm: {result.verified} of {result.distinct} distinct candidate "
-            f"changes ({result.samples} samples) passed `{test}`.\n")
+            f"changes ({result.samples} samples) {how}.\n")
 
 
 def publish_in_place(clone_dir: Path, user_repo: Path, branch: str) -> None:
@@ -684,16 +712,24 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"- solved {summary['solved']} of {summary['problems']} problems "
         f"({summary['unsolved']} not solved, {summary['errors']} errors, "
         f"{summary['pending']} pending)",
+        f"- verified against the project's failing tests: "
+        f"{summary.get('solved_by', {}).get('given tests', 0)}, against reproduction tests "
+        f"the model wrote: {summary.get('solved_by', {}).get('reproduction tests', 0)}; "
+        f"unverified picks: {summary.get('unverified_picks', 0)}",
         f"- candidates sampled: {summary['candidates']}, verified: {summary['verified']}, "
         f"tokens: {summary['tokens']}, time: {summary['seconds']:.0f} s",
         "",
-        "| problem | result | candidates | distinct | verified | tokens | seconds | branch |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| problem | result | verified by | candidates | distinct | verified | tokens | "
+        "seconds | branch |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in summary["rows"]:
         result = r["status"] + (f": {r['error']}" if r.get("error") else "")
         result = result.replace("|", "\\|").replace("\n", " ")[:160]
-        lines.append(f"| {r['id']} | {result} | {r['samples']} | {r['distinct']} | "
+        by = r.get("verification") or "-"
+        if r.get("repro_sampled") is not None:
+            by += f" ({r['repro_kept']}/{r['repro_sampled']} reproduction tests kept)"
+        lines.append(f"| {r['id']} | {result} | {by} | {r['samples']} | {r['distinct']} | "
                      f"{r['verified']} | {r['prompt_tokens'] + r['completion_tokens']} | "
                      f"{r['seconds']:.1f} | {r['branch'] or '-'} |")
     return "\n".join(lines) + "\n"

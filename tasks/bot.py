@@ -234,16 +234,19 @@ def attempts_table(run_dir: Path, limit: int = 15) -> str:
     """What was tried and what passed, best first, as a Markdown table."""
     from patchswarm.agent.candidate import Candidate
     from patchswarm.agent.ranking import rank
+    from patchswarm.verifiers.verdict import Verdict
 
     from .runner import groups_of
     from .store import RunStore
+    from .verification import mark
 
     store = RunStore(run_dir)
     cands = [Candidate.from_dict(c) for c in store.candidates()]
     verdicts = store.verdicts()
     groups = groups_of(cands)
     for g in groups:
-        g.status = verdicts.get(g.key, {}).get("status")
+        if g.key in verdicts:
+            mark(g, Verdict.from_dict(verdicts[g.key]))
     lines = ["| # | samples | verdict | tests passed | lines changed | detail |",
              "| ---: | ---: | --- | ---: | ---: | --- |"]
     ranked = rank(groups)

@@ -122,6 +122,16 @@ broker_option = click.option("--broker", default=None,
                                   "(redis://host:6379/0); without it, everything runs here.")
 
 
+issue_only_option = click.option(
+    "--issue-only", is_flag=True,
+    help="Verify fixes against reproduction tests the model writes from the issue, even when "
+         "the test command shows failing tests (this starts by itself when none fails).")
+repro_option = click.option(
+    "--repro", "repro", default=None, type=click.IntRange(min=0), metavar="M",
+    help="Reproduction tests to sample in issue-only repair, a budget apart from -n "
+         "(default 4).")
+
+
 def _orchestrator(broker: str | None):  # noqa: ANN202
     """The Celery path's orchestrator when --broker is given; the broker is checked first."""
     if broker is None:
@@ -139,12 +149,16 @@ def _orchestrator(broker: str | None):  # noqa: ANN202
               help="The local git repository to repair (it is only read).")
 @click.option("--issue", "issue", required=True, type=click.Path(path_type=Path),
               help="A file holding the issue text.")
-@click.option("--test", "test", required=True, help="The test command that shows the bug.")
+@click.option("--test", "test", required=True,
+              help="The project's test command. Tests failing before the fix are the target; "
+                   "when none fails, the model writes reproduction tests from the issue.")
 @click.option("-n", "n", default=8, show_default=True, type=click.IntRange(min=1),
               help="Samples to draw.")
 @model_option
 @endpoint_option
 @broker_option
+@issue_only_option
+@repro_option
 @click.option("--base", default=None, help="The commit to repair (default HEAD).")
 @click.option("--file", "files", multiple=True, help="A file to show the model (repeatable).")
 @click.option("--run-dir", type=click.Path(path_type=Path), default=None,
@@ -178,12 +192,17 @@ def repair(repo: Path, issue: Path, test: str, n: int, model: str | None,
            run_dir: Path | None, apply_: bool, allow_dirty: bool, seed: int,
            temperature: float, fmt: str, install: str, base_image: str | None,
            ca_bundle: bool, strategy: str, rounds: int, judge: bool, as_json: bool,
-           verbose: bool) -> None:
+           verbose: bool, issue_only: bool, repro: int | None) -> None:
     """Repair a local git repository. Its working tree is never touched unless --apply.
 
     Samples -n candidate changes from the model, verifies each distinct one by running
     --test in a sandbox, and picks the verified change with the most votes. The run folder
     (--run-dir) keeps everything; `patchswarm view` shows it.
+
+    When no test fails before the fix (or with --issue-only), the model first writes --repro
+    reproduction tests from the issue; those that fail on the unpatched code for the issue's
+    reason become the target, and a fix may break none of the tests that passed. The result
+    says which tests verified it; with no reproduction test kept it is marked unverified.
 
     \b
     Examples:
@@ -210,7 +229,7 @@ def repair(repo: Path, issue: Path, test: str, n: int, model: str | None,
     run_dir = run_dir or Path("patchswarm-runs") / problem.id
     settings = _settings(n=n, seed=seed, temperature=temperature, fmt=fmt,
                          base_image=base_image, ca_bundle=ca_bundle, strategy=strategy,
-                         rounds=rounds, judge=judge)
+                         rounds=rounds, judge=judge, issue_only=issue_only, repro=repro)
     sampler = LazySampler(model, endpoint, run_dir / ENGINE_LOG, verbose)
     try:
         if orch is not None:
@@ -250,14 +269,21 @@ def _apply_to_user_tree(repo: Path, patch: str) -> None:
 def _print_results(results: list) -> None:  # noqa: ANN001
     table = Table(title="patchswarm results")
     for col in ("problem", "samples", "usable", "distinct", "verified", "solved",
-                "sampling s", "verify s/cand"):
+                "verified by", "sampling s", "verify s/cand"):
         table.add_column(col)
     for r in results:
         per = r.timings.get("verification", 0.0) / max(1, r.distinct)
+        by = getattr(r, "verification", "given tests")
+        if getattr(r, "repro", None):
+            by += f" ({r.repro['kept']}/{r.repro['sampled']} kept)"
         table.add_row(r.problem_id, str(r.samples), str(r.parsed), str(r.distinct),
-                      str(r.verified), "yes" if r.solved else "no",
+                      str(r.verified), "yes" if r.solved else "no", by,
                       f"{r.timings.get('sampling', 0.0):.1f}", f"{per:.2f}")
     out.print(table)
+    for r in results:
+        if getattr(r, "pick_patch", None):
+            out.print(f"{r.problem_id}: no fix was verified; the top-ranked change breaks no "
+                      f"existing test and is in {r.run_dir}/unverified.patch (UNVERIFIED)")
 
 
 @main.command()

@@ -20,8 +20,10 @@ from .cli import (
     broker_option,
     console,
     endpoint_option,
+    issue_only_option,
     model_option,
     out,
+    repro_option,
 )
 from .problem import ProblemError
 
@@ -71,6 +73,8 @@ def print_summary(summary: dict) -> None:
 @model_option
 @endpoint_option
 @broker_option
+@issue_only_option
+@repro_option
 @click.option("--seed", type=int, default=None,
               help="Seed of each problem's first sample (default: the spec's, else 0).")
 @click.option("--temperature", type=float, default=None,
@@ -88,7 +92,8 @@ def print_summary(summary: dict) -> None:
 def batch(spec_path: Path, work_dir: Path | None, n: int | None, model: str | None,
           endpoint: str | None, broker: str | None, seed: int | None,
           temperature: float | None, in_place: bool, only: tuple[str, ...],
-          redo: tuple[str, ...], replay: Path | None, check: bool, as_json: bool) -> None:
+          redo: tuple[str, ...], replay: Path | None, check: bool, as_json: bool,
+          issue_only: bool, repro: int | None) -> None:
     """Repair every problem of a batch spec, each in a clone, and summarise.
 
     Each solved problem gets a branch patchswarm/<id> in the clone (under --work-dir) holding
@@ -99,7 +104,8 @@ def batch(spec_path: Path, work_dir: Path | None, n: int | None, model: str | No
     The spec (YAML):
       settings:                 # optional; command-line options win
         n: 8                    # also seed, temperature, top_p, max_tokens, format,
-                                # model, endpoint, verify_workers, python
+                                # model, endpoint, verify_workers, python,
+                                # issue_only, repro, keep_repro_tests
       repos:                    # optional names for repositories problems share
         shop: ../shop           # a local path (from the spec's folder) or a git URL
         api: {url: https://github.com/org/api.git, install: "pip install -e ."}
@@ -109,7 +115,8 @@ def batch(spec_path: Path, work_dir: Path | None, n: int | None, model: str | No
           base: main            # optional: commit or branch (default HEAD)
           issue: |              # or issue_file: issues/rounding.md
             Totals are off by a cent ...
-          test: python -m pytest -q tests   # and/or fail_to_pass: [tests/test_x.py::t]
+          test: python -m pytest -q tests   # and/or fail_to_pass: [tests/test_x.py::t];
+                                # with no failing test: reproduction tests
           files: [shop/cart.py] # optional: the files to show the model
           install: pip install -e .         # optional; also python, pass_to_pass,
                                             # test_timeout
@@ -140,7 +147,8 @@ def batch(spec_path: Path, work_dir: Path | None, n: int | None, model: str | No
     spec_model = spec.settings.get("model")
     model = model or spec_model or _default_model()
     endpoint = endpoint or spec.settings.get("endpoint")
-    settings = settings_from(spec, n=n, seed=seed, temperature=temperature)
+    settings = settings_from(spec, n=n, seed=seed, temperature=temperature, repro=repro,
+                             issue_only=issue_only or None)
     reporter_for = lambda pid: RichReporter(f"[{pid}] ")  # noqa: E731
     ids = [p.id for p in spec.problems if not only or p.id in only]
     lazy = LazySampler(model, endpoint, work_dir / ENGINE_LOG)

@@ -64,6 +64,7 @@ from .runner import (
 )
 from .store import RunStore
 from .task_schema import NOTIFY_PREFIX, secret_from_env, sign
+from .verification import mark
 
 log = logging.getLogger("patchswarm.distributed")
 
@@ -294,7 +295,7 @@ class Orchestrator:
                         distributed=True, per_candidate=[
                             round(done[g.key].seconds, 3) for g, _ in todo])
         for g in groups:
-            g.status = done[g.key].status
+            mark(g, done[g.key])
         return done
 
     def _verify_all(self, env: Environment, todo: deque, settings: RepairSettings,

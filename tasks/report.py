@@ -24,6 +24,7 @@ def write_report(store: RunStore, problem: Problem, result: RepairResult,
         f"- test command: `{problem.test_command}`",
         f"- samples: {result.samples}, with a usable edit: {result.parsed}, "
         f"distinct changes: {result.distinct}, verified: {result.verified}",
+        f"- verified against: **{_label(result)}**",
         f"- result: **{'solved' if result.solved else 'not solved'}**"
         + (f" ({result.tied} changes tied at the top; the first is chosen)"
            if result.tied > 1 else "")
@@ -46,8 +47,52 @@ def write_report(store: RunStore, problem: Problem, result: RepairResult,
     if result.errors:
         lines += ["", "## Samples with no usable edit", ""]
         lines += [f"- {reason}: {count}" for reason, count in sorted(result.errors.items())]
+    lines += _repro_section(store, result)
     if result.best_patch:
         lines += ["", "## Chosen patch", "", "```diff", result.best_patch.rstrip(), "```"]
+    elif result.pick_patch:
+        lines += ["", "## Top-ranked change (unverified)", "",
+                  "No fix passed a reproduction test. This change breaks none of the "
+                  "project's tests and ranked first by votes (and the judge, when asked); "
+                  "nothing checked that it fixes the issue.", "",
+                  "```diff", result.pick_patch.rstrip(), "```"]
     text = "\n".join(lines) + "\n"
     store.write_text("report.md", text)
     return text
+
+
+LABELS = {
+    "given tests": "the project's own failing tests",
+    "reproduction tests": "reproduction tests the model wrote from the issue (no failing test "
+                          "came with it)",
+    "unverified": "nothing: UNVERIFIED (no fix passed a reproduction test)",
+}
+
+
+def _label(result: RepairResult) -> str:
+    if result.verification == "given tests" and not result.solved:
+        return LABELS["given tests"] + " (none passed)"
+    return LABELS.get(result.verification, result.verification)
+
+
+def _repro_section(store: RunStore, result: RepairResult) -> list[str]:
+    """The reproduction tests: the kept ones in full, the others with why they were dropped."""
+    saved = store.read_json("repro.json")
+    if not saved or result.repro is None:
+        return []
+    r = result.repro
+    out = ["", "## Reproduction tests", "",
+           f"Sampled {r['sampled']} (a budget of its own: {r['completion_tokens']} completion "
+           f"tokens), usable {r['parsed']}, kept {r['kept']}: a test is kept when it fails on "
+           "the unpatched code with an assertion or an exception the issue names."]
+    if r.get("sampling_error"):
+        out.append(f"Sampling failed: {r['sampling_error']}")
+    for t in saved.get("tests", []):
+        state = "kept" if t.get("kept") else f"discarded: {t.get('reason')}"
+        outcomes = ", ".join(f"{k} {v}" for k, v in (t.get("outcomes") or {}).items())
+        out += ["", f"### reproduction {t['index']}: {state}"]
+        if outcomes:
+            out.append(f"On the unpatched code: {outcomes}")
+        if t.get("kept") and t.get("source"):
+            out += ["", "```python", t["source"].rstrip(), "```"]
+    return out

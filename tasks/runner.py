@@ -26,6 +26,7 @@ from patchswarm.verifiers.verdict import ERROR, Verdict
 
 from .cache import VerdictCache
 from .problem import Problem, ProblemError, list_files, read_files
+from .reproduction import GIVEN, REPRODUCTION, UNVERIFIED, ReproOutcome, repro_plan_for, reproduce
 from .store import RunStore
 from .verification import (  # noqa: F401 - re-exported: the runner's public names
     LIMIT_FIELDS,
@@ -38,6 +39,8 @@ from .verification import (  # noqa: F401 - re-exported: the runner's public nam
 )
 
 EMPTY_KEY = "empty"
+REPRO_DEFAULT = 4
+"""Default M (see the README's issue-only section for the measurement behind it)."""
 
 
 @dataclass
@@ -63,6 +66,13 @@ class RepairSettings:
     """Break ties among the verified changes with the most votes by asking the policy whether
     each is right (GenRM: the probability of "Yes"); needs the in-process engine or an
     OpenAI-compatible endpoint."""
+    issue_only: bool = False
+    """Verify against model-written reproduction tests even when the test command shows
+    failing tests (they are then left out of the regression set). Without it, issue-only
+    repair starts by itself when no test fails on the unpatched code."""
+    repro: int = REPRO_DEFAULT
+    """M: reproduction tests to sample in issue-only repair (a budget of its own)."""
+    repro_timeout: float = 60.0
 
 
 STRATEGIES = ("best_of_n", "until_verified", "refine")
@@ -92,7 +102,8 @@ def prepare(problem: Problem, settings: RepairSettings, store: RunStore,
 
     spec = problem.test_spec()
     saved = store.read_json("baseline.json")
-    if saved and saved.get("image") == image:
+    if saved and saved.get("image") == image \
+            and saved.get("issue_only", False) == settings.issue_only:
         spec = saved["spec"]
     else:
         reporter.stage("running the tests on the unpatched code")
@@ -112,17 +123,21 @@ def prepare(problem: Problem, settings: RepairSettings, store: RunStore,
             )
         failing = sorted(t for t, o in base_verdict.tests.items() if o in ("FAILED", "ERROR"))
         passing = sorted(t for t, o in base_verdict.tests.items() if o in ("PASSED", "XFAIL"))
-        if not spec["fail_to_pass"]:
-            if not failing:
-                raise ProblemError(
-                    "every test passes on the unpatched code, so nothing shows the bug: "
-                    "give a --test command that fails before the fix"
-                )
+        if settings.issue_only:
+            spec["fail_to_pass"] = []
+        elif not spec["fail_to_pass"]:
             spec["fail_to_pass"] = failing
         if not spec["pass_to_pass"]:
             spec["pass_to_pass"] = [t for t in passing if t not in spec["fail_to_pass"]]
+        if not spec["fail_to_pass"]:  # issue-only: only what passed before is a regression
+            spec["pass_to_pass"] = [t for t in spec["pass_to_pass"] if t in passing]
         store.write_json("baseline.json", {"image": image, "spec": spec,
+                                           "issue_only": settings.issue_only,
                                            "tests": base_verdict.tests})
+    mode = GIVEN if spec["fail_to_pass"] else REPRODUCTION
+    if mode == REPRODUCTION:
+        reporter.log("no test fails on the unpatched code" if not settings.issue_only else
+                     "--issue-only: the failing tests are left out")
 
     paths = problem.files
     if not paths:
@@ -134,7 +149,32 @@ def prepare(problem: Problem, settings: RepairSettings, store: RunStore,
         paths = select_files(problem.issue, texts, tests_text)
         if not paths:
             raise ProblemError("found no Python source file to edit; name them with --file")
-    return Environment(image, read_files(problem.repo, problem.base_commit, paths), spec)
+    return Environment(image, read_files(problem.repo, problem.base_commit, paths), spec,
+                       mode=mode)
+
+
+def add_reproduction(problem: Problem, env: Environment, settings: RepairSettings,
+                     store: RunStore, reporter: Reporter,
+                     get_sampler: Callable[[], Sampler]) -> ReproOutcome:
+    """Issue-only repair: sample and keep reproduction tests (``tasks/reproduction.py``) and
+    put them into the verifier's spec; with none kept, the spec checks regressions only and
+    nothing can come out verified."""
+    reporter.stage(f"reproduction tests: sampling {settings.repro} from the issue")
+    plan = repro_plan_for(env.spec["test_command"], count=settings.repro,
+                          temperature=settings.temperature, top_p=settings.top_p,
+                          max_tokens=min(settings.max_tokens, 1024), seed=settings.seed,
+                          timeout=settings.repro_timeout)
+    outcome = reproduce(problem.repo, problem.base_commit, problem.issue, env.image, env.files,
+                        sorted(env.spec.get("pass_to_pass") or []), plan, store, get_sampler,
+                        settings.limits, reporter.log)
+    repro = outcome.spec(plan)
+    env.spec = {**env.spec, "repro": repro or {"groups": {}}}
+    env.repro = outcome
+    kept = len(outcome.kept)
+    reporter.log(f"reproduction tests: {kept} of {len(outcome.tests)} reproduce the issue"
+                 + ("" if kept else "; no fix can be verified, ranking falls back to the "
+                    "existing tests, votes and the judge (unverified)"))
+    return outcome
 
 
 def sample(problem: Problem, env: Environment, sampler: Sampler, settings: RepairSettings,
@@ -225,20 +265,37 @@ class RepairResult:
     errors: dict[str, int]
     judged: int = 0
     """Verified changes tied on votes that the judge scored (``RepairSettings.judge``)."""
+    verification: str = GIVEN
+    """What the delivered change was checked against: ``given tests`` (the project's own
+    failing tests), ``reproduction tests`` (model-written, issue-only repair) or
+    ``unverified`` (issue-only repair where no fix passed a reproduction test: the pick is
+    ranked by the existing tests, votes and the judge, and is never called verified)."""
+    pick_patch: str | None = None
+    """The top-ranked change when it is not verified (``unverified.patch``), for a person to
+    look at; None when ``best_patch`` is set or nothing applies cleanly."""
+    repro: dict[str, Any] | None = None
+    """Issue-only repair: sampled / kept reproduction tests, why the others were dropped,
+    their tokens (a budget apart from the fixes)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
 def judge_ties(problem: Problem, groups: list[Group], store: RunStore,
-               get_sampler: Callable[[], Sampler], reporter: Reporter) -> int:
+               get_sampler: Callable[[], Sampler], reporter: Reporter,
+               unverified: bool = False) -> int:
     """Score with the policy as a generative judge the verified changes tied at the top on
     votes, so that ranking can tell them apart; returns how many were tied. Scores are kept
-    in ``judge.json`` (a resumed run asks once); a judge that cannot run leaves the tie."""
+    in ``judge.json`` (a resumed run asks once); a judge that cannot run leaves the tie.
+    ``unverified``: issue-only repair where nothing was verified; the tie broken is then
+    among the changes that break no existing test."""
     ranked = rank(groups)
-    if not ranked or ranked[0].status != "passed":
+    if not ranked:
         return 0
-    tied = [g for g in ranked if g.status == "passed" and g.votes == ranked[0].votes]
+    top = ranked[0].sort_key()[:4]
+    if ranked[0].status != "passed" and not (unverified and ranked[0].regressions == 0):
+        return 0
+    tied = [g for g in ranked if g.sort_key()[:4] == top]
     if len(tied) < 2:
         return 0
     scores: dict[str, float] = store.read_json("judge.json") or {}
@@ -246,7 +303,7 @@ def judge_ties(problem: Problem, groups: list[Group], store: RunStore,
     if todo:
         from patchswarm.agent.judge import GenRM, JudgeError
 
-        reporter.stage(f"judge: {len(todo)} verified changes tied at the top")
+        reporter.stage(f"judge: {len(todo)} changes tied at the top")
         t0 = time.monotonic()
         try:
             genrm = GenRM(get_sampler())
@@ -264,9 +321,13 @@ def judge_ties(problem: Problem, groups: list[Group], store: RunStore,
 
 
 def summarise(problem: Problem, store: RunStore, candidates: list[Candidate],
-              groups: list[Group]) -> RepairResult:
+              groups: list[Group], env: Environment | None = None) -> RepairResult:
     ranked = rank(groups)
     best = ranked[0] if ranked and ranked[0].status == "passed" else None
+    mode = env.mode if env is not None else GIVEN
+    pick = None
+    if best is None and mode == REPRODUCTION and ranked and ranked[0].regressions == 0:
+        pick = ranked[0]
     timings: dict[str, float] = {}
     for e in store.events():
         timings[e["stage"]] = round(timings.get(e["stage"], 0.0) + e["seconds"], 3)
@@ -292,10 +353,15 @@ def summarise(problem: Problem, store: RunStore, candidates: list[Candidate],
             "completion": sum(c.completion_tokens for c in candidates),
         },
         errors=errors,
+        verification=mode if best is not None or mode == GIVEN else UNVERIFIED,
+        pick_patch=pick.patch if pick else None,
+        repro=env.repro.summary() if env is not None and env.repro is not None else None,
     )
     store.write_json("summary.json", result.to_dict())
     if best:
         store.write_text("best.patch", best.patch)
+    elif pick:
+        store.write_text("unverified.patch", pick.patch)
     return result
 
 
@@ -315,23 +381,30 @@ def repair(problem: Problem, sampler_factory: Callable[[], Sampler], settings: R
     store.write_json("run.json", {"problem": problem.to_dict(),
                                   "settings": {k: v for k, v in settings.__dict__.items()
                                                if k != "limits"}})
-    env = prepare(problem, settings, store, reporter)
     if settings.strategy not in STRATEGIES:
         raise ProblemError(f"unknown strategy {settings.strategy!r}; choose one of "
                            f"{', '.join(STRATEGIES)}")
+    env = prepare(problem, settings, store, reporter)
+    sampler: Sampler | None = None
+
+    def get_sampler() -> Sampler:
+        nonlocal sampler
+        if sampler is None:
+            t0 = time.monotonic()
+            sampler = sampler_factory()
+            store.event("model_start", time.monotonic() - t0, model=sampler.model)
+        return sampler
+
+    if env.mode == REPRODUCTION:
+        add_reproduction(problem, env, settings, store, reporter, get_sampler)
     rounds = 1 if settings.strategy == "best_of_n" else max(1, settings.rounds)
     candidates: list[Candidate] = []
     groups: list[Group] = []
     feedback: str | None = None
-    sampler: Sampler | None = None
     for round_ in range(rounds):
         have = [c for c in store.candidates() if c.get("round", 0) == round_]
         if len(have) < settings.n:
-            if sampler is None:
-                t0 = time.monotonic()
-                sampler = sampler_factory()
-                store.event("model_start", time.monotonic() - t0, model=sampler.model)
-            candidates += sample(problem, env, sampler, settings, store, reporter, round_,
+            candidates += sample(problem, env, get_sampler(), settings, store, reporter, round_,
                                  feedback if settings.strategy == "refine" else None)
         else:
             candidates += [Candidate.from_dict(c) for c in have]
@@ -342,14 +415,9 @@ def repair(problem: Problem, sampler_factory: Callable[[], Sampler], settings: R
         feedback = _failure_feedback(groups, verdicts)
     judged = 0
     if settings.judge:
-        def get_sampler() -> Sampler:
-            nonlocal sampler
-            if sampler is None:
-                sampler = sampler_factory()
-            return sampler
-
-        judged = judge_ties(problem, groups, store, get_sampler, reporter)
-    result = summarise(problem, store, candidates, groups)
+        judged = judge_ties(problem, groups, store, get_sampler, reporter,
+                            unverified=env.mode == REPRODUCTION)
+    result = summarise(problem, store, candidates, groups, env)
     result.judged = judged
     from .report import write_report
 

@@ -193,16 +193,31 @@ def _obj(v: Any) -> bool:
 TOP = {"image": (_str, True), "spec": (_obj, True), "patch": (_str, True), "key": (_str, True),
        "verifier": (_obj, True), "limits": (_obj, False), "cache": (_bool, False),
        "build": (_obj, False), "notify": (_str, False), "sig": (_str, False)}
+def _files(v: Any) -> bool:
+    """Relative path -> text: files the verifier writes (reproduction tests)."""
+    return isinstance(v, dict) and all(
+        isinstance(k, str) and isinstance(t, str) and k and not k.startswith("/")
+        and ".." not in k.split("/") for k, t in v.items())
+
+
+def _groups(v: Any) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) and _strs(ids) for k, ids in v.items())
+
+
 SPEC = {"test_command": (_str, True), "fail_to_pass": (_strs, False),
         "pass_to_pass": (_strs, False), "timeout": (_num, False), "test_files": (_strs, False),
-        "log_format": (_str, False), "tests_may_change": (_bool, False)}
+        "log_format": (_str, False), "tests_may_change": (_bool, False),
+        "files": (_files, False), "repro": (_obj, False)}
+REPRO = {"command": (_str, False), "files": (_files, False), "groups": (_groups, True)}
 LIMITS = {"memory": _str, "cpus": _num, "pids": _int, "tmp_size": _str, "work_size": _str,
           "network": _bool, "read_only": _bool, "runtime": lambda v: v is None or _str(v),
           "output_limit": _int, "output_kill": _int}
 BUILD = {"repo": (_str, True), "commit": (_str, True), "python": (_str, False),
          "install": (_str, False), "base_image": (_str, False), "ca_bundle": (_bool, False)}
 _WHAT = {_str: "a string", _int: "an integer", _num: "a number", _bool: "true or false",
-         _strs: "a list of strings", _obj: "an object"}
+         _strs: "a list of strings", _obj: "an object",
+         _files: "an object of relative paths to texts",
+         _groups: "an object of lists of test ids"}
 assert set(LIMITS) == set(LIMIT_FIELDS)
 
 
@@ -235,6 +250,12 @@ def validate_verify(payload: Any, config: WorkerConfig) -> VerifyTask:
                           f"{', '.join(config.image_prefixes)})")
     spec = dict(payload["spec"])
     _check("spec", spec, SPEC)
+    if spec.get("repro") is not None:
+        _check("spec.repro", spec["repro"], REPRO)
+    written = [*(spec.get("files") or {}).values(),
+               *((spec.get("repro") or {}).get("files") or {}).values()]
+    if sum(len(t.encode("utf-8", "surrogatepass")) for t in written) > MAX_PATCH_BYTES:
+        raise SchemaError(f"spec: the verifier's test files are over {MAX_PATCH_BYTES} bytes")
     timeout = spec.get("timeout")
     if timeout is not None and timeout <= 0:
         raise SchemaError("spec: timeout must be positive")

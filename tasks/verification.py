@@ -31,7 +31,13 @@ class Environment:
     files: dict[str, str]
     """Path → text of the files shown to the model."""
     spec: dict[str, Any]
-    """The test spec the verifier gets (fail_to_pass / pass_to_pass filled in)."""
+    """The test spec the verifier gets (fail_to_pass / pass_to_pass filled in; ``repro`` in
+    issue-only repair)."""
+    mode: str = "given tests"
+    """What a fix is verified against: ``given tests`` (the project's failing tests) or
+    ``reproduction tests`` (model-written, issue-only repair)."""
+    repro: Any = None
+    """The reproduction tests (``reproduction.ReproOutcome``) in issue-only repair."""
 
 
 LIMIT_FIELDS = ("memory", "cpus", "pids", "tmp_size", "work_size", "network", "read_only",
@@ -114,8 +120,25 @@ def verify(env: Environment, groups: list[Group], settings: RepairSettings, stor
         store.event("verification", time.monotonic() - t0, distinct=len(todo),
                     per_candidate=[round(done[g.key].seconds, 3) for g, _ in todo])
     for g in groups:
-        g.status = done[g.key].status
+        mark(g, done[g.key])
     return done
+
+
+def mark(group: Group, verdict: Verdict) -> None:
+    """Copy what ranking needs from a verdict onto its group: the status, how many of the
+    project's passing tests it breaks, how many reproduction tests it passes."""
+    group.status = verdict.status
+    grading = (verdict.extra or {}).get("grading") or {}
+    p2p = grading.get("PASS_TO_PASS") or {}
+    if "regressions" in grading:
+        group.regressions = int(grading["regressions"])
+    elif isinstance(p2p.get("failure"), list):
+        group.regressions = len(p2p["failure"])
+    elif verdict.status == "passed":
+        group.regressions = 0
+    else:
+        group.regressions = None
+    group.repro = int(grading.get("repro_passed") or 0)
 
 
 def _verify_one(pool: SandboxPool, verifier: PytestVerifier, spec: dict[str, Any],

@@ -120,7 +120,7 @@ def test_batch_over_three_repositories_resumes_and_publishes_only_when_asked(
     assert sh(work / "clones" / UNSOLVED, "branch", "--list", "patchswarm/*") == ""
     md = (work / "summary.md").read_text()
     assert "solved 2 of 3 problems" in md
-    assert "| gradebook-average | solved | 2 | 1 | 1 | 348 |" in md
+    assert "| gradebook-average | solved | given tests | 2 | 1 | 1 | 348 |" in md
     # The user's repositories are only read: same HEAD, no new branch, clean tree.
     for pid in IDS:
         assert sh(users / pid, "rev-parse", "HEAD") == heads[pid]

@@ -116,16 +116,19 @@ def test_a_test_command_that_is_not_found_is_reported(tmp_path, example_repo, ba
                tmp_path / "run")
 
 
-def test_tests_that_already_pass_are_refused(tmp_path, example_repo, base_image):
+def test_tests_that_already_pass_start_issue_only_repair(tmp_path, example_repo, base_image):
+    """No failing test: the run turns to reproduction tests (test_issue_only.py); with a
+    reproduction budget of 0 nothing can be verified, and the result says so."""
     repo = example_repo(EXAMPLE)
     meta = examples.load_example(EXAMPLE)
     problem = local_problem(
         repo, meta["issue"],
         "python -m pytest -q tests/test_gradebook.py::test_letter_boundaries",
         files=meta["files"])
-    with pytest.raises(ProblemError, match="every test passes"):
-        repair(problem, lambda: pytest.fail("must stop before sampling"), RepairSettings(n=1),
-               tmp_path / "run")
+    sampler = ReplaySampler([{"text": "no edit here"}])
+    result = repair(problem, lambda: sampler, RepairSettings(n=1, repro=0), tmp_path / "run")
+    assert result.verification == "unverified" and not result.solved
+    assert result.repro == {**result.repro, "sampled": 0, "kept": 0}
 
 
 @pytest.mark.parametrize("strategy", ["until_verified", "refine"])

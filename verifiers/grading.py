@@ -107,3 +107,42 @@ def merge_flaky_runs(runs: list[dict[str, str]]) -> tuple[dict[str, str], list[s
             present = [o for o in outcomes if o is not None]
             merged[test_id] = max(present, key=lambda o: _SEVERITY.get(o, 0))
     return merged, flaky
+
+
+REPRODUCED = "REPRODUCTION_PASSED"
+NO_REPRODUCTION = "NO_REPRODUCTION_TEST"
+
+
+def grade_repro(tests: dict[str, str], groups: dict[str, list[str]],
+                pass_to_pass: list[str]) -> dict:
+    """Grade a change against model-written reproduction tests (issue-only repair).
+
+    ``groups``: reproduction (one sampled test file) → its kept test ids, each of which failed
+    on the unpatched code for a reason that matches the issue. A reproduction passes when all
+    its kept tests pass. ``pass_to_pass``: the project's own tests that passed before; any of
+    them not passing now is a regression.
+
+    ``resolved`` (the change is verified) when nothing regresses and at least one reproduction
+    passes; ``repro_passed`` counts the reproductions passed, so ranking can weigh how many
+    independent tests agree. With no reproduction test at all, nothing is ever resolved: the
+    status is ``NO_REPRODUCTION_TEST`` and only ``regressions`` says anything.
+    """
+    p2p = _split(pass_to_pass, tests, False)
+    passed = sorted(g for g, ids in groups.items()
+                    if ids and all(tests.get(t) in PASSING for t in ids))
+    regressions = len(p2p["failure"])
+    if not groups:
+        status = NO_REPRODUCTION
+    elif regressions == 0 and passed:
+        status = REPRODUCED
+    else:
+        status = RESOLVED_NO
+    return {
+        "resolved": status == REPRODUCED,
+        "status": status,
+        "repro_passed": len(passed),
+        "repro_total": len(groups),
+        "reproductions_passed": passed,
+        "regressions": regressions,
+        "PASS_TO_PASS": p2p,
+    }

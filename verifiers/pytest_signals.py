@@ -61,6 +61,10 @@ class PytestRun:
     """pytest stopped after collection errors (exit 2) and ran no test."""
     canaries: tuple[str, ...] = ()
     """The hidden checks' ids (to leave out of a log parsed as well)."""
+    exceptions: dict[str, str] = field(default_factory=dict)
+    """Node id -> type name of the exception a failing test raised (its first failing
+    phase), as the tested process reported it: a hint for judging reproduction tests, never
+    a verdict signal."""
 
 
 def summary_counts(log: str) -> dict[str, int] | None:
@@ -225,6 +229,10 @@ def judge_pytest_run(exit_code: int | None, log: str, stream: bytes | None,
         run.tests[str(r.get("id"))] = "ERROR" if r.get("outcome") == "failed" else "SKIPPED"
     for nodeid, reps in phases.items():
         run.tests[nodeid] = _outcome(reps)
+        exc = next((r.get("exc") for r in reps
+                    if r.get("outcome") == "failed" and isinstance(r.get("exc"), str)), None)
+        if exc:
+            run.exceptions[nodeid] = exc[:100]
     return run
 
 

@@ -6,7 +6,18 @@ The problem it takes is plain data::
      "fail_to_pass": [...], "pass_to_pass": [...],   # optional; SWE-bench grading when given
      "test_files": ["tests/test_x.py"],               # protected: edits to them are undone
      "tests_may_change": false,                       # default: a patch touching tests is refused
-     "timeout": 300, "log_format": "junit"}
+     "timeout": 300, "log_format": "junit",
+     "files": {"tests/test_new.py": "..."},           # the verifier's own test files
+     "repro": {"command": "python -m pytest -q tests/test_patchswarm_repro_0.py",
+               "files": {path: text}, "groups": {"0": [test ids]}}}   # issue-only repair
+
+``files`` are written into the sandbox after the candidate's patch is applied and the tests
+are restored, so the candidate can neither see them in its prompt's files nor change them
+(a reproduction test's baseline run uses this). ``repro`` adds a second pytest session, run
+after the project's own tests so that nothing in a model-written test can touch their
+results: it writes the reproduction test files and runs its command; its results join the
+test map, and the change is graded by ``grading.grade_repro`` (regressions first, then how
+many reproductions pass) instead of FAIL_TO_PASS.
 
 A candidate patch first meets the change policy (``sandbox/policy.py``): no test files, no
 test-runner configuration, no bytecode, package metadata, git metadata or binary files. Then,
@@ -40,10 +51,11 @@ from typing import Any
 
 from patchswarm.sandbox.container import Sandbox
 from patchswarm.sandbox.engine import SandboxError
+from patchswarm.sandbox.images import WORKDIR
 from patchswarm.sandbox.patching import apply_patch
 from patchswarm.sandbox.policy import CONFIG_NAMES, POLICY_VERSION, TEST_DIRS, Rules
 
-from .grading import grade, merge_flaky_runs
+from .grading import grade, grade_repro, merge_flaky_runs
 from .logparse import PARSERS
 from .pytest_signals import (
     CHECKS_VERSION,
@@ -213,13 +225,42 @@ class PytestVerifier:
         return verdict
 
     def _run(self, problem: dict[str, Any], sandbox: Sandbox) -> dict[str, Any]:
-        """Run the tests once. pytest's formats (``junit``, the default, and ``pytest``) read
-        the results from the report stream, checked against the exit status and pytest's
+        """Run the tests once: the verifier's own files written, the test command, then the
+        reproduction tests' session when the problem has one (see the module)."""
+        files = dict(problem.get("files") or {})
+        repro = problem.get("repro") or {}
+        try:
+            for path, text in files.items():
+                sandbox.put_file(_inside(path), str(text).encode())
+        except (SandboxError, ValueError) as exc:
+            return _machinery_error(f"the verifier's test files could not be written: {exc}")
+        out = self._session(problem, sandbox, problem["test_command"],
+                            problem.get("log_format", "junit"))
+        if not repro.get("command") or out["timed_out"] or out["oom"] or out["error"]:
+            return out
+        try:
+            for path, text in (repro.get("files") or {}).items():
+                sandbox.put_file(_inside(path), str(text).encode())
+        except (SandboxError, ValueError) as exc:
+            return _machinery_error(f"the reproduction tests could not be written: {exc}")
+        again = self._session(problem, sandbox, str(repro["command"]), "junit")
+        again["log"] = out["log"] + "\n\n# reproduction tests\n" + again["log"]
+        again["seconds"] = out["seconds"] + again["seconds"]
+        if again["error"]:
+            again["error"] = "reproduction tests: " + again["error"]
+        again["tests"] = {**out["tests"], **again["tests"]}
+        again["exceptions"] = {**out.get("exceptions", {}), **again.get("exceptions", {})}
+        again["streamed"] = out.get("streamed", False) and again.get("streamed", False)
+        again["exit_code"] = out["exit_code"]
+        return again
+
+    def _session(self, problem: dict[str, Any], sandbox: Sandbox, command: str,
+                 fmt: str) -> dict[str, Any]:
+        """Run one test command. pytest's formats (``junit``, the default, and ``pytest``)
+        read the results from the report stream, checked against the exit status and pytest's
         summary line (``pytest_signals``); other runners' logs are parsed, and a test whose
         result line appears twice, or a log that contradicts the exit status, is an error."""
         timeout = float(problem.get("timeout", 300))
-        fmt = problem.get("log_format", "junit")
-        command = problem["test_command"]
         streamed = fmt in STREAMED
         env = pytest_env(installed_plugins(sandbox, command) if streamed else [],
                          uuid.uuid4().hex)
@@ -259,6 +300,7 @@ class PytestVerifier:
                 out["error"], out["tampered"] = checked.error, checked.tampered
                 return out
             out["tests"], out["streamed"] = checked.tests, bool(res.report)
+            out["exceptions"] = dict(list(checked.exceptions.items())[:200])
         else:
             out["tests"] = parsed.tests
             dup = log_duplicates(fmt, res.output)
@@ -290,7 +332,23 @@ class PytestVerifier:
         if run["error"]:
             return Verdict(ERROR, run["error"], tests, log, verifier=self.name, extra=extra)
         f2p, p2p = problem.get("fail_to_pass"), problem.get("pass_to_pass")
-        if f2p or p2p:
+        if run.get("exceptions"):
+            extra["exceptions"] = run["exceptions"]
+        repro = problem.get("repro")
+        if repro:
+            report = grade_repro(tests, {str(k): list(v) for k, v in
+                                         (repro.get("groups") or {}).items()}, list(p2p or []))
+            extra["grading"] = report
+            ok = report["resolved"]
+            kept = len(p2p or [])
+            broken = f"breaks {report['regressions']} of {kept} existing tests" \
+                if report["regressions"] else f"keeps the {kept} existing tests passing"
+            if report["repro_total"]:
+                detail = (f"passes {report['repro_passed']} of {report['repro_total']} "
+                          f"reproduction tests; {broken}")
+            else:
+                detail = f"unverified: no reproduction test to check against; {broken}"
+        elif f2p or p2p:
             report = grade(tests, list(f2p or []), list(p2p or []))
             extra["grading"] = report
             ok = report["resolved"]
@@ -314,3 +372,17 @@ class PytestVerifier:
                       f"{', '.join(extra['tests_tampered'])}"
         return Verdict(PASSED if ok else FAILED, detail, tests, log, verifier=self.name,
                        extra=extra)
+
+
+def _inside(path: str) -> str:
+    """``path`` (relative to the work tree) as an absolute path inside it; ValueError for one
+    that leaves it."""
+    parts = Path(path).parts
+    if not parts or Path(path).is_absolute() or ".." in parts:
+        raise ValueError(f"{path!r} is not a path inside the work tree")
+    return f"{WORKDIR}/{Path(*parts).as_posix()}"
+
+
+def _machinery_error(reason: str) -> dict[str, Any]:
+    return {"exit_code": None, "log": "", "timed_out": False, "oom": False, "error": reason,
+            "tampered": False, "tests": {}, "seconds": 0.0}

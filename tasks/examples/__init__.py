@@ -14,8 +14,10 @@ so the base commit hash is the same on every machine.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -101,9 +103,36 @@ def _head(repo: Path) -> str | None:
         return None
 
 
-def _build(source: Path, dest: Path) -> None:
+def strip_tests(source: str, names: set[str]) -> str:
+    """``source`` without the top-level test functions named in ``names`` (their decorators
+    too): the tests an issue-only run must not see."""
+    tree = ast.parse(source)
+    lines = source.splitlines(keepends=True)
+    cut: list[tuple[int, int]] = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name in names:
+            start = min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
+            cut.append((start, node.end_lineno or node.lineno))
+    for start, end in sorted(cut, reverse=True):
+        del lines[start:end]
+    return re.sub(r"\n{3,}", "\n\n\n", "".join(lines))
+
+
+def _withhold(dest: Path, test_ids: list[str]) -> None:
+    by_file: dict[str, set[str]] = {}
+    for t in test_ids:
+        path, _, name = t.partition("::")
+        by_file.setdefault(path, set()).add(name.split("[")[0])
+    for path, names in by_file.items():
+        f = dest / path
+        f.write_text(strip_tests(f.read_text(encoding="utf-8"), names), encoding="utf-8")
+
+
+def _build(source: Path, dest: Path, withhold: list[str] | None = None) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(source, dest, ignore=shutil.ignore_patterns(*_IGNORED), dirs_exist_ok=True)
+    if withhold:
+        _withhold(dest, withhold)
     for path in dest.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
     _git(dest, "init", "-q", "-b", "main")
@@ -114,8 +143,11 @@ def _build(source: Path, dest: Path) -> None:
     _git(dest, "commit", "-q", "--no-verify", "-m", "initial")
 
 
-def materialise(example_id: str, dest: Path) -> Path:
+def materialise(example_id: str, dest: Path, withhold: bool = False) -> Path:
     """Create a git repository at ``dest`` holding the example's buggy ``repo/``; return it.
+
+    ``withhold``: leave the example's failing tests (``fail_to_pass``) out of its test files,
+    as for an issue that comes with no failing test; they stay in ``repo/`` for grading.
 
     The repository has a single commit, "initial", on branch ``main`` with fixed author,
     committer and dates, so its hash is stable. Python caches are ignored through
@@ -124,15 +156,16 @@ def materialise(example_id: str, dest: Path) -> Path:
     then returned as it is. Anything else there raises ``FileExistsError``.
     """
     source = _example_dir(example_id) / "repo"
+    hidden = load_example(example_id)["fail_to_pass"] if withhold else None
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
         existing = _head(dest)
         if existing is not None:
             with tempfile.TemporaryDirectory(prefix="patchswarm-example-") as tmp:
                 fresh = Path(tmp) / "repo"
-                _build(source, fresh)
+                _build(source, fresh, hidden)
                 if _head(fresh) == existing:
                     return dest
         raise FileExistsError(f"{dest} is not empty and does not hold example {example_id!r}")
-    _build(source, dest)
+    _build(source, dest, hidden)
     return dest

@@ -16,6 +16,8 @@ from typing import Any
 from patchswarm.agent.metrics import pass_at_k
 from patchswarm.agent.ranking import Group, rank
 from patchswarm.tasks.store import RunStore, read_jsonl
+from patchswarm.tasks.verification import mark
+from patchswarm.verifiers.verdict import Verdict
 
 LOG_TAIL = 20_000
 """Characters of a sandbox log kept for the page (the end, where the failures are)."""
@@ -129,7 +131,8 @@ def read_problem(folder: Path, pid: str | None = None) -> dict[str, Any]:
             g = groups.setdefault(c["key"], Group(c["key"], body))
             g.members.append(c["id"])
     for g in groups.values():
-        g.status = verdicts.get(g.key, {}).get("status")
+        if g.key in verdicts:
+            mark(g, Verdict.from_dict(verdicts[g.key]))
         g.judge = judge.get(g.key)
     ranked = rank(list(groups.values()))
 
