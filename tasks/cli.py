@@ -401,7 +401,8 @@ def _show_envvars(cmd: click.Command) -> None:
 
 
 COMMAND_MODULES: list[str] = ["cmd_worker", "cmd_bench", "cmd_bench_pipeline", "cmd_sandbox",
-                              "cmd_bench_sampling", "cmd_bench_yield", "cmd_batch", "cmd_bot",
+                              "cmd_bench_sampling", "cmd_bench_yield", "cmd_bench_issue_only",
+                              "cmd_batch", "cmd_bot",
                               "cmd_swebench",
                               "cmd_solve", "cmd_verify", "cmd_view", "cmd_status"]
 

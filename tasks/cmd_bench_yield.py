@@ -53,7 +53,7 @@ _STAGES = {"model_start": "model_start", "image": "prepare", "baseline": "prepar
            "sampling": "sample", "verification": "verify"}
 
 
-class _Recording:
+class RecordingSampler:
     """A sampler that writes each completion it hands out to ``path``, tagged by example."""
 
     def __init__(self, inner: Sampler, example: str, path: Path) -> None:
@@ -268,7 +268,7 @@ def yield_(model: str | None, endpoint: str | None, n: int, seed: int, which: st
         def sampler_for(eid: str) -> Callable[[], Sampler]:
             if record is None:
                 return shared
-            return lambda: _Recording(shared(), eid, record)
+            return lambda: RecordingSampler(shared(), eid, record)
 
     def log(msg: str) -> None:
         click.echo(msg, err=True)

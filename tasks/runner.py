@@ -169,6 +169,7 @@ def add_reproduction(problem: Problem, env: Environment, settings: RepairSetting
                         settings.limits, reporter.log)
     repro = outcome.spec(plan)
     env.spec = {**env.spec, "repro": repro or {"groups": {}}}
+    store.write_json("repro_spec.json", env.spec["repro"])
     env.repro = outcome
     kept = len(outcome.kept)
     reporter.log(f"reproduction tests: {kept} of {len(outcome.tests)} reproduce the issue"

@@ -177,3 +177,39 @@ def test_a_worker_checks_the_reproduction_part_of_a_task():
     with pytest.raises(SchemaError, match="over"):
         validate_verify({**task, "spec": {**task["spec"], "files": {
             "tests/big.py": "x" * (5 << 20)}}}, config)
+
+
+@pytest.mark.docker
+def test_bench_issue_only_grades_both_modes_with_the_withheld_tests(tmp_path, base_image):
+    """The bench on one example with recorded completions: both modes share the fix samples,
+    the withheld tests grade them, and the ranking is recomputed for each smaller M."""
+    from click.testing import CliRunner
+
+    from patchswarm.tasks.cli import main
+
+    before, after = sources(tmp_path)
+    rounds_up = before.replace("return sum(scores) // len(scores)",
+                               "return float(round(sum(scores) / len(scores)))")
+    records = [whole_file(rounds_up), whole_file(after), whole_file(rounds_up),  # fixes, n=3
+               WRONG_EXPECTATION, GOOD, TYPO]                                  # repro, M=3
+    replay = tmp_path / "replay.jsonl"
+    replay.write_text("".join(json.dumps({"example": EXAMPLE, "model": "replay", "text": t,
+                                          "completion_tokens": 5}) + "\n" for t in records))
+    res = CliRunner().invoke(main, ["bench", "issue-only", "--examples", EXAMPLE, "-n", "3",
+                                    "--repro", "3", "--replay", str(replay), "--json",
+                                    "--run-dir", str(tmp_path / "runs")])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output[res.output.index("{"):])
+    print(json.dumps({k: v for k, v in out.items() if k != "per_problem"}, indent=1))
+    assert out["given_tests"]["coverage"] == 1.0 and out["given_tests"]["selected_accuracy"] == 1.0
+    io = out["issue_only"]
+    assert io["coverage"] == 1.0
+    # Kept: the wrong-expectation test (the rounding change passes it, with 2 votes) and the
+    # good one (the gold fix passes it): 1 against 1, and votes pick the wrong change.
+    assert out["reproduction_tests"] == {**out["reproduction_tests"], "sampled": 3, "kept": 2,
+                                         "quality_kept": 0.5}
+    assert io["selected_accuracy"] == 0.0
+    by_m = out["by_repro_budget"]
+    assert by_m["0"]["verified_share"] == 0.0 and by_m["1"]["selected_accuracy"] == 0.0
+    assert by_m["2"]["kept"] == 2 and by_m["3"]["kept"] == 2
+    assert out["samples"]["reproduction"] == 3

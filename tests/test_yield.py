@@ -12,7 +12,7 @@ from patchswarm.agent.candidate import Candidate
 from patchswarm.agent.edits import parse_edits
 from patchswarm.agent.sampler import ReplaySampler, SamplingParams
 from patchswarm.agent.usable import REASONS, reask_count, same_budget, unusable_reason
-from patchswarm.tasks.cmd_bench_yield import _Recording, aggregate, load_replay
+from patchswarm.tasks.cmd_bench_yield import RecordingSampler, aggregate, load_replay
 
 CALC = "def add(a, b):\n    return a - b\n\n\ndef sub(a, b):\n    return a - b\n"
 TWO = {"calc.py": CALC, "util.py": "def one():\n    return 1\n"}
@@ -108,7 +108,7 @@ def test_recorded_completions_replay_by_example(tmp_path) -> None:
     inner = ReplaySampler([{"text": "a", "completion_tokens": 3},
                            {"text": "b", "completion_tokens": 4}], model="m")
     path = tmp_path / "rec.jsonl"
-    comps = _Recording(inner, "ex1", path).sample([{"role": "user", "content": "hi"}],
+    comps = RecordingSampler(inner, "ex1", path).sample([{"role": "user", "content": "hi"}],
                                                   SamplingParams(n=2, seed=5))
     assert [c.text for c in comps] == ["a", "b"]
     rows = load_replay(path)
