@@ -26,6 +26,7 @@ is answered ``duplicate``. Jobs are recorded too: a restart takes up jobs left u
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -46,7 +47,9 @@ from .batch import GitError, clone, commit_patch, git, rev_parse
 from .bot_state import ACTIVE, Deliveries, RedisDeliveries, StateDB  # noqa: F401
 from .github_client import WRITE_PERMISSIONS, GitHubApp, GitHubError, Installation
 from .problem import Problem, ProblemError, local_problem
+from .reproduction import REPRODUCTION, new_files_diff, passed_repro_files
 from .runner import RepairResult, RepairSettings, Reporter
+from .store import RunStore
 
 log = logging.getLogger("patchswarm.bot")
 
@@ -55,7 +58,11 @@ MAX_BODY = 1024 * 1024
 25 MB (``BotConfig.max_body``, ``patchswarm bot serve --max-body``, raises it)."""
 TRUSTED_ASSOCIATIONS = ("OWNER", "MEMBER", "COLLABORATOR")
 REPO_CONFIG = ".patchswarm.yml"
-REPO_CONFIG_KEYS = {"test", "install", "files", "python", "test_timeout"}
+REPO_CONFIG_KEYS = {"test", "install", "files", "python", "test_timeout", "issue_only",
+                    "repro", "keep_repro_tests"}
+"""``.patchswarm.yml``: ``issue_only`` and ``repro`` as ``repair --issue-only --repro M``;
+``keep_repro_tests``: a pull request whose fix was verified by reproduction tests also adds
+the ones it passes to the repository's tests."""
 _TEST_ID = re.compile(r"^[\w./-]+\.py(::[\w\[\].,:=+ -]+)*$")
 _MAX_ISSUE = 20_000
 
@@ -383,10 +390,14 @@ class Bot:
 
     # -- one job
 
-    def _repair(self, problem: Problem, run_dir: Path, reporter: Reporter) -> RepairResult:
+    def _repair(self, problem: Problem, run_dir: Path, reporter: Reporter,
+                cfg: dict[str, Any] | None = None) -> RepairResult:
         if self._repair_fn is not None:
             return self._repair_fn(problem, run_dir, reporter)
         settings = self.config.settings
+        overrides = {k: (cfg or {})[k] for k in ("issue_only", "repro") if k in (cfg or {})}
+        if overrides:
+            settings = dataclasses.replace(settings, **overrides)
         if self.config.broker:
             if self._orch is None:
                 from .distributed import ClusterSettings, Orchestrator
@@ -495,45 +506,80 @@ class Bot:
             problem.python = str(cfg["python"])
         if cfg.get("test_timeout"):
             problem.test_timeout = float(cfg["test_timeout"])
-        result = self._repair(problem, work / "run", LogReporter(job_id))
+        result = self._repair(problem, work / "run", LogReporter(job_id), cfg)
         table = attempts_table(work / "run")
+        by_repro = result.verification == REPRODUCTION
+        checked = (f"passed reproduction tests the model wrote from the issue and broke none "
+                   f"of the tests of `{problem.test_command}` that passed before"
+                   if result.repro is not None else f"passed `{problem.test_command}`")
         summary = (f"{result.samples} samples, {result.parsed} with a usable edit, "
-                   f"{result.distinct} distinct changes, {result.verified} passed "
-                   f"`{problem.test_command}`")
+                   f"{result.distinct} distinct changes, {result.verified} {checked}")
+        if result.repro is not None:
+            summary += (f"; {result.repro['kept']} of {result.repro['sampled']} reproduction "
+                        "tests were kept")
         info: dict[str, Any] = {"samples": result.samples, "distinct": result.distinct,
-                                "verified": result.verified, "solved": result.solved}
+                                "verified": result.verified, "solved": result.solved,
+                                "verification": result.verification}
         if not result.solved or not result.best_patch:
-            inst.comment(o, r, n, (
-                f"patchswarm found no fix that passes the tests ({summary}). Nothing was "
-                "pushed. What was tried, best first:\n\n" + table +
-                "\n\nA clearer description of the expected behaviour, or the ids of the "
-                f"failing tests (`{self.config.command} tests/test_x.py::test_y`), may help."))
+            text = (f"patchswarm found no fix that passes the tests ({summary}). Nothing was "
+                    "pushed. What was tried, best first:\n\n" + table)
+            if result.pick_patch:
+                text += ("\n\n**Unverified** candidate (it breaks none of the existing tests, "
+                         "but no test showed that it fixes the issue):\n\n<details><summary>"
+                         "diff</summary>\n\n```diff\n" + result.pick_patch.rstrip()[:20000]
+                         + "\n```\n</details>")
+            text += ("\n\nA clearer description of the expected behaviour, or the ids of the "
+                     f"failing tests (`{self.config.command} tests/test_x.py::test_y`), may "
+                     "help.")
+            inst.comment(o, r, n, text)
             return {"status": "unsolved", **info}
+        kept_tests: dict[str, str] = {}
+        if by_repro:
+            verdict = RunStore(work / "run").verdicts().get(result.best_key or "")
+            kept_tests = passed_repro_files(str(work / "run"), verdict)
+        add_tests = by_repro and bool(cfg.get("keep_repro_tests")) and bool(kept_tests)
         if prior.get("pushed"):
             branch, commit = prior["branch"], prior["commit"]
         else:
             branch = self._free_branch(repo_dir, f"patchswarm/issue-{n}", env)
             message = (f"Fix #{n}: {trig.title[:60]}\n\nFound by patchswarm: "
                        f"{result.verified} of {result.distinct} distinct candidate changes "
-                       f"passed `{problem.test_command}`.\n")
-            commit = commit_patch(repo_dir, base, result.best_patch, branch, message,
+                       f"{checked}.\n")
+            patch = result.best_patch + (new_files_diff(kept_tests) if add_tests else "")
+            commit = commit_patch(repo_dir, base, patch, branch, message,
                                   author=self.config.git_author)
             git(repo_dir, *CREDENTIAL_ARGS, "push", "-q", "origin",
                 f"refs/heads/{branch}:refs/heads/{branch}", env=env)
             self.db.update(job_id, branch=branch, commit=commit, pushed=True)
         if prior.get("pull"):
             return {"status": "solved", **info, "branch": branch, "commit": commit}
+        if by_repro:
+            how = ("**Verified against reproduction tests the model wrote from the issue** "
+                   "(the issue came with no failing test): each failed on the unpatched code "
+                   "for the reason the issue gives, and the change passes it without breaking "
+                   f"any test of `{problem.test_command}` that passed before")
+        else:
+            how = (f"Verified against the project's own tests: the change passed "
+                   f"`{problem.test_command}`")
         body = (f"Draft fix for #{n}, found and checked by patchswarm.\n\n"
-                f"The change in this pull request passed `{problem.test_command}` in a "
-                f"sandbox ({summary}; model `{_model_of(work / 'run')}`).\n"
+                f"{how} in a sandbox ({summary}; model `{_model_of(work / 'run')}`).\n"
                 "Please review it as you would any contribution: the tests passing is "
-                "evidence, not proof.\n\n"
-                f"### What was tried\n\n{table}\n\nFixes #{n}\n")
+                "evidence, not proof.\n\n")
+        if kept_tests:
+            body += ("### Reproduction tests this change passes"
+                     + (" (added to the repository by this pull request)" if add_tests else
+                        " (not added; set `keep_repro_tests: true` in .patchswarm.yml to "
+                        "add them)") + "\n\n"
+                     + "\n\n".join(f"`{p}`\n\n```python\n{t.rstrip()}\n```"
+                                   for p, t in kept_tests.items()) + "\n\n")
+        body += f"### What was tried\n\n{table}\n\nFixes #{n}\n"
         pr = inst.draft_pull(o, r, f"Fix #{n}: {trig.title[:80]}", branch, default, body)
         self.db.update(job_id, pull=pr.get("number"))
         inst.comment(o, r, n, (
             f"patchswarm opened draft pull request #{pr.get('number')} "
-            f"({pr.get('html_url', '')}) with a fix that passes the tests ({summary})."))
+            f"({pr.get('html_url', '')}) with a fix that "
+            + ("passes reproduction tests written from this issue" if by_repro
+               else "passes the tests") + f" ({summary})."))
         return {"status": "solved", **info, "branch": branch, "commit": commit,
                 "pull": pr.get("number")}
 
@@ -566,6 +612,12 @@ class Bot:
         for k in ("test", "install", "python"):
             if k in cfg and not isinstance(cfg[k], str):
                 raise ProblemError(f"{REPO_CONFIG}: `{k}` must be a string")
+        for k in ("issue_only", "keep_repro_tests"):
+            if k in cfg and not isinstance(cfg[k], bool):
+                raise ProblemError(f"{REPO_CONFIG}: `{k}` must be true or false")
+        if "repro" in cfg and (not isinstance(cfg["repro"], int) or isinstance(cfg["repro"], bool)
+                               or not 0 <= cfg["repro"] <= 32):
+            raise ProblemError(f"{REPO_CONFIG}: `repro` must be a whole number from 0 to 32")
         if "files" in cfg and (not isinstance(cfg["files"], list) or
                                not all(isinstance(f, str) for f in cfg["files"])):
             raise ProblemError(f"{REPO_CONFIG}: `files` must be a list of paths")

@@ -297,6 +297,53 @@ def test_a_collaborator_command_with_nothing_verified_gets_an_honest_comment(
                           capture_output=True, text=True).stdout == ""
 
 
+@pytest.mark.docker
+def test_an_issue_with_no_failing_test_gets_a_pull_request_verified_by_reproduction_tests(
+        tmp_path, fake, app_key, sources, base_image, monkeypatch):
+    """The ordinary issue: the repository's tests all pass. The bot samples reproduction
+    tests, keeps the one that fails for the issue's reason, opens a pull request labelled as
+    verified by reproduction tests, and (as .patchswarm.yml asks) adds that test to it."""
+    before, after = sources
+    monkeypatch.chdir(tmp_path)
+    work = examples.materialise(EXAMPLE, tmp_path / "upstream-io", withhold=True)
+    (work / ".patchswarm.yml").write_text("test: python -m pytest -q tests\n"
+                                          "files: [gradebook.py]\nrepro: 2\n"
+                                          "keep_repro_tests: true\n")
+    subprocess.run(["git", "-C", str(work), "add", ".patchswarm.yml"], check=True)
+    subprocess.run(["git", "-C", str(work), "-c", "user.name=Mona", "-c",
+                    "user.email=mona@example.invalid", "commit", "-q", "-m", "cfg"], check=True)
+    bare = tmp_path / "remote-io" / "gradebook.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    fake.repos["octo-org/gradebook"] = FakeRepo(str(bare), "main",
+                                                fake.repos["octo-org/gradebook"].permissions)
+    repro = ("```python\nfrom gradebook import average\n\n\ndef test_fraction():\n"
+             "    assert average([90, 85]) == 87.5\n```\n")
+    typo = "```python\nfrom gradebook import average\n\n\ndef test_t():\n    averag([1])\n```"
+    wrong = before.replace("return sum(scores) // len(scores)", "return 0.0")
+    gate = Gate([repro, typo, whole_file(after), whole_file(wrong), whole_file(after)])
+    gate.opened.set()
+    app = create_app(config(tmp_path, fake, app_key), sampler_factory=gate)
+    bot: Bot = app.state.bot
+    with serving(app) as url:
+        resp = post(url, "issues.labeled")
+        assert resp.status_code == 202, resp.text
+        assert bot.wait_idle(300), "the job did not finish"
+    job = bot.db.job(resp.json()["job"])
+    assert job["status"] == "solved", job
+    assert job["info"]["verification"] == "reproduction tests"
+    pr = fake.pulls[0]
+    print(pr["body"])
+    assert "Verified against reproduction tests the model wrote from the issue" in pr["body"]
+    assert "1 of 2 reproduction tests were kept" in pr["body"]
+    assert "assert average([90, 85]) == 87.5" in pr["body"]
+    assert "added to the repository by this pull request" in pr["body"]
+    assert "passes reproduction tests written from this issue" in fake.comments[-1]["body"]
+    shown = subprocess.run(["git", "--git-dir", str(bare), "show", "--stat", "--format=%B",
+                            "patchswarm/issue-7"], capture_output=True, text=True).stdout
+    assert "gradebook.py" in shown and "tests/test_patchswarm_repro_0.py" in shown
+    assert "passed reproduction tests the model wrote from the issue" in shown
+
+
 # ----------------------------------------------------------------------------- refusals
 
 
