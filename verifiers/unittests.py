@@ -234,8 +234,12 @@ class PytestVerifier:
                 sandbox.put_file(_inside(path), str(text).encode())
         except (SandboxError, ValueError) as exc:
             return _machinery_error(f"the verifier's test files could not be written: {exc}")
-        out = self._session(problem, sandbox, problem["test_command"],
-                            problem.get("log_format", "junit"))
+        if not problem.get("test_command") and repro.get("command"):
+            # Only reproduction tests: no project test to run first (nothing to regress).
+            out = {**_machinery_error(""), "error": None, "exit_code": 0, "streamed": True}
+        else:
+            out = self._session(problem, sandbox, problem["test_command"],
+                                problem.get("log_format", "junit"))
         if not repro.get("command") or out["timed_out"] or out["oom"] or out["error"]:
             return out
         try:
