@@ -134,3 +134,19 @@ class Ledger:
         return {"budget": self.budget, "lam": self.lam, "samples": self.samples,
                 "verifications": self.verifications, "spent": self.spent,
                 "sample_tokens": self.sample_tokens}
+
+
+def account(fix_samples: int, repro_samples: int, verifications: int,
+            lam: float) -> dict[str, Any]:
+    """What one repair spent, in solution units: the fixes and the reproduction tests (issue-
+    only repair: a verification budget paid in samples, in the spirit of the paper's split
+    between solutions and verifications) are counted apart, then the sandbox checks at λ
+    each. ``cost`` is C = S·(1 + λ·V) with S the samples of both kinds and V the
+    verifications per sample, which equals S + λ·(all verifications)."""
+    if min(fix_samples, repro_samples, verifications) < 0 or lam < 0:
+        raise BudgetError("counts and λ must not be negative")
+    samples = fix_samples + repro_samples
+    return {"fix_samples": fix_samples, "repro_samples": repro_samples,
+            "verifications": verifications, "lam": round(lam, 6),
+            "fix_share": round(fix_samples / samples, 4) if samples else None,
+            "cost": round(samples + lam * verifications, 4)}

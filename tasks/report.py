@@ -31,6 +31,9 @@ def write_report(store: RunStore, problem: Problem, result: RepairResult,
         + (f"; the judge scored {result.judged} verified changes tied on votes"
            if result.judged else ""),
         f"- tokens: prompt {result.tokens['prompt']}, completion {result.tokens['completion']}",
+        *([f"- budget C(S,V): {b['fix_samples']} fix samples + {b['repro_samples']} "
+           f"reproduction-test samples + {b['verifications']} sandbox checks at λ={b['lam']:.3g}"
+           f" = {b['cost']:.4g} sample units"] if (b := result.budget) else []),
         "- time per stage (s): " + ", ".join(f"{k} {v:.1f}" for k, v in result.timings.items()),
         "",
         "## Distinct changes, best first",

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from patchswarm.agent.budget import account
 from patchswarm.agent.candidate import Candidate
 from patchswarm.agent.context import is_test_file, select_files
 from patchswarm.agent.edits import parse_edits
@@ -277,6 +278,9 @@ class RepairResult:
     repro: dict[str, Any] | None = None
     """Issue-only repair: sampled / kept reproduction tests, why the others were dropped,
     their tokens (a budget apart from the fixes)."""
+    budget: dict[str, Any] | None = None
+    """C(S, V) in solution units (``agent/budget.account``): fix and reproduction samples
+    apart, sandbox checks at λ = seconds per check over seconds per sample."""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -358,12 +362,23 @@ def summarise(problem: Problem, store: RunStore, candidates: list[Candidate],
         pick_patch=pick.patch if pick else None,
         repro=env.repro.summary() if env is not None and env.repro is not None else None,
     )
+    result.budget = _budget(result, timings)
     store.write_json("summary.json", result.to_dict())
     if best:
         store.write_text("best.patch", best.patch)
     elif pick:
         store.write_text("unverified.patch", pick.patch)
     return result
+
+
+def _budget(result: RepairResult, timings: dict[str, float]) -> dict[str, Any]:
+    repro = result.repro or {}
+    checks = result.distinct + int(repro.get("parsed", 0))
+    per_sample = timings.get("sampling", 0.0) / max(1, result.samples)
+    per_check = (timings.get("verification", 0.0) + timings.get("reproduction", 0.0)) \
+        / max(1, checks)
+    lam = per_check / per_sample if per_sample > 0 else 0.0
+    return account(result.samples, int(repro.get("sampled", 0)), checks, lam)
 
 
 def repair(problem: Problem, sampler_factory: Callable[[], Sampler], settings: RepairSettings,

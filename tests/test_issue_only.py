@@ -119,6 +119,8 @@ def test_issue_only_repair_keeps_reproductions_and_ranks_fixes(tmp_path, base_im
     assert why[5].startswith("hangs")
     assert result.repro["kept"] == 3 and result.repro["sampled"] == 7
     assert result.repro["completion_tokens"] == 7 * 7
+    assert result.budget["fix_samples"] == 6 and result.budget["repro_samples"] == 7
+    assert result.budget["verifications"] == result.distinct + 6  # + the parsed repro runs
 
     assert result.verification == "reproduction tests"
     assert result.solved and "/ len(scores)" in result.best_patch
