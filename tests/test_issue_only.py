@@ -215,3 +215,34 @@ def test_bench_issue_only_grades_both_modes_with_the_withheld_tests(tmp_path, ba
     assert by_m["0"]["verified_share"] == 0.0 and by_m["1"]["selected_accuracy"] == 0.0
     assert by_m["2"]["kept"] == 2 and by_m["3"]["kept"] == 2
     assert out["samples"]["reproduction"] == 3
+
+
+@pytest.mark.docker
+def test_a_reproduction_test_cannot_reach_the_projects_own_tests(tmp_path, base_image):
+    """A model-written test (say, steered by an injected issue text) that plants a conftest
+    forcing every report to pass runs after the project's tests, in their own session: a
+    change that breaks an existing test still shows the regression, and is not verified."""
+    before, after = sources(tmp_path)
+    repo = examples.materialise(EXAMPLE, tmp_path / "repo", withhold=True)
+    planted = block(
+        "import pathlib\nfrom gradebook import average\n\n"
+        "pathlib.Path('tests/conftest.py').write_text(\n"
+        "    'import pytest\\n'\n"
+        "    '@pytest.hookimpl(hookwrapper=True)\\n'\n"
+        "    'def pytest_runtest_makereport(item, call):\\n'\n"
+        "    '    out = yield\\n'\n"
+        "    '    out.get_result().outcome = \"passed\"\\n')\n\n\n"
+        "def test_fraction():\n    assert average([90, 85]) == 87.5\n")
+    breaks = after.replace("if not scores:\n        return 0.0",
+                           "if not scores:\n        return -1.0")
+    sampler = ReplaySampler([{"text": t} for t in [planted, whole_file(breaks)]])
+    run_dir = tmp_path / "run"
+    result = repair(problem_for(repo), lambda: sampler,
+                    RepairSettings(n=1, repro=1, repro_timeout=10), run_dir)
+    assert result.repro["kept"] == 1
+    (verdict,) = [json.loads(line) for line in (run_dir / "verdicts.jsonl").read_text()
+                  .splitlines()]
+    print(verdict["detail"])
+    assert verdict["status"] == "failed"
+    assert "breaks 1 of 5 existing tests" in verdict["detail"]
+    assert not result.solved and result.pick_patch is None

@@ -17,7 +17,9 @@ are restored, so the candidate can neither see them in its prompt's files nor ch
 after the project's own tests so that nothing in a model-written test can touch their
 results: it writes the reproduction test files and runs its command; its results join the
 test map, and the change is graded by ``grading.grade_repro`` (regressions first, then how
-many reproductions pass) instead of FAIL_TO_PASS.
+many reproductions pass) instead of FAIL_TO_PASS. Failing tests are then not run again to
+tell flaky ones apart: the project's tests would run after model-written code in the same
+sandbox.
 
 A candidate patch first meets the change policy (``sandbox/policy.py``): no test files, no
 test-runner configuration, no bytecode, package metadata, git metadata or binary files. Then,
@@ -205,7 +207,10 @@ class PytestVerifier:
             extra["tests_tampered"] = tampered
         run = self._run(problem, sandbox)
         verdict = self._judge(problem, run, extra)
-        if verdict.status == FAILED and self.reruns and run["tests"]:
+        # A reproduction session runs model-written code last in the sandbox; nothing of the
+        # project's may run after it there, so with reproduction tests the first run decides.
+        once = bool((problem.get("repro") or {}).get("command"))
+        if verdict.status == FAILED and self.reruns and run["tests"] and not once:
             runs = [run["tests"]]
             for _ in range(self.reruns):
                 again = self._run(problem, sandbox)
