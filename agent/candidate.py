@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .edits import parse_edits
+from .localise import is_test_file
+from .normalise import EMPTY_PATCH_KEY, patch_key
 from .usable import unusable_reason
 
 
@@ -47,3 +50,30 @@ class Candidate:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Candidate:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+@dataclass
+class Parsed:
+    """What a completion turned into: a patch and its key, or why there is none."""
+
+    patch: str | None
+    key: str | None
+    error: str | None
+
+
+def parse_candidate(text: str, files: dict[str, str], fmt: str = "auto") -> Parsed:
+    """The one rule that turns a completion into a candidate change, for every strategy and
+    entry point: edits in format ``fmt`` against the shown ``files``, keyed by the normalised
+    code they produce (:func:`~.normalise.patch_key`). An edit that changes nothing
+    (``EMPTY_PATCH_KEY``) gives no patch; one that changes only test files keeps its patch for
+    the record but no key, so it is never grouped, verified or delivered."""
+    res = parse_edits(text, files, fmt)
+    if not res.patch:
+        return Parsed(None, None, res.error or "no edit found")
+    key = patch_key(res.patch, files)
+    if key == EMPTY_PATCH_KEY:
+        return Parsed(None, None, "edit changes nothing")
+    paths = [line[6:] for line in res.patch.splitlines() if line.startswith("+++ b/")]
+    if paths and all(is_test_file(p) for p in paths):
+        return Parsed(res.patch, None, "edits only test files")
+    return Parsed(res.patch, key, None)

@@ -177,9 +177,15 @@ def _orchestrator(broker: str | None):  # noqa: ANN202
 @click.option("--base-image", default=None, help="A registry image to build on instead.")
 @click.option("--ca-bundle", is_flag=True, help="Pass the host's CA bundle into image builds.")
 @click.option("--strategy", default="best_of_n", show_default=True,
-              type=click.Choice(["best_of_n", "until_verified", "refine"]),
+              type=click.Choice(["best_of_n", "until_verified", "refine", "budgeted"]),
               help="until_verified: rounds of n until one passes; refine: the same, feeding "
-                   "failing test output back to the model.")
+                   "failing test output back to the model; budgeted: best-of-N sized by "
+                   "--budget.")
+@click.option("--budget", type=click.FloatRange(min=1), default=None,
+              help="Compute budget in samples (a verification costs --lam): sizes the "
+                   "budgeted strategy, caps the others.")
+@click.option("--lam", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="What one verification costs relative to one sample, for --budget.")
 @click.option("--rounds", default=1, show_default=True, type=click.IntRange(min=1),
               help="Most rounds for until_verified and refine.")
 @click.option("--judge", is_flag=True,
@@ -192,7 +198,8 @@ def repair(repo: Path, issue: Path, test: str, n: int, model: str | None,
            run_dir: Path | None, apply_: bool, allow_dirty: bool, seed: int,
            temperature: float, fmt: str, install: str, base_image: str | None,
            ca_bundle: bool, strategy: str, rounds: int, judge: bool, as_json: bool,
-           verbose: bool, issue_only: bool, repro: int | None) -> None:
+           verbose: bool, issue_only: bool, repro: int | None, budget: float | None,
+           lam: float) -> None:
     """Repair a local git repository. Its working tree is never touched unless --apply.
 
     Samples -n candidate changes from the model, verifies each distinct one by running
@@ -229,7 +236,8 @@ def repair(repo: Path, issue: Path, test: str, n: int, model: str | None,
     run_dir = run_dir or Path("patchswarm-runs") / problem.id
     settings = _settings(n=n, seed=seed, temperature=temperature, fmt=fmt,
                          base_image=base_image, ca_bundle=ca_bundle, strategy=strategy,
-                         rounds=rounds, judge=judge, issue_only=issue_only, repro=repro)
+                         rounds=rounds, judge=judge, issue_only=issue_only, repro=repro,
+                         budget=budget, lam=lam)
     sampler = LazySampler(model, endpoint, run_dir / ENGINE_LOG, verbose)
     try:
         if orch is not None:

@@ -6,20 +6,21 @@ goes, so running the same command again continues where a crash stopped it.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from patchswarm.agent.budget import account
-from patchswarm.agent.candidate import Candidate
-from patchswarm.agent.context import is_test_file, select_files
-from patchswarm.agent.edits import parse_edits
-from patchswarm.agent.normalise import patch_key
+from patchswarm.agent.budget import Ledger, Split, account
+from patchswarm.agent.candidate import Candidate, parse_candidate
+from patchswarm.agent.context import select_files
 from patchswarm.agent.prompts import choose_format, repair_messages
 from patchswarm.agent.ranking import Group, rank, tied_best
 from patchswarm.agent.sampler import Sampler, SamplerError, SamplingParams
+from patchswarm.agent.search import STRATEGIES as SEARCH_STRATEGIES
+from patchswarm.agent.search import SearchConfig, get_strategy
 from patchswarm.sandbox.container import Limits, SandboxPool
 from patchswarm.sandbox.images import BaseRecipe, ensure_base_image, ensure_env_image
 from patchswarm.verifiers.unittests import PytestVerifier
@@ -63,6 +64,11 @@ class RepairSettings:
     failed change so far."""
     rounds: int = 1
     """At most this many rounds (until_verified and refine)."""
+    budget: float | None = None
+    """Solution units to spend at most (a sample costs 1, a verification ``lam``); needed by
+    the ``budgeted`` strategy, a cap for the others."""
+    lam: float = 1.0
+    """λ: one verification's cost relative to one sample, for ``budget``."""
     judge: bool = False
     """Break ties among the verified changes with the most votes by asking the policy whether
     each is right (GenRM: the probability of "Yes"); needs the in-process engine or an
@@ -76,7 +82,7 @@ class RepairSettings:
     repro_timeout: float = 60.0
 
 
-STRATEGIES = ("best_of_n", "until_verified", "refine")
+STRATEGIES = tuple(SEARCH_STRATEGIES)
 
 
 class Reporter:
@@ -205,17 +211,10 @@ def sample(problem: Problem, env: Environment, sampler: Sampler, settings: Repai
     out = list(have)
     for c in completions:
         idx = len(have) + c.index
-        parsed = parse_edits(c.text, env.files, fmt)
-        key = None
-        if parsed.patch:
-            key = patch_key(parsed.patch, env.files) or EMPTY_KEY
-            if key == patch_key("", env.files):
-                key, parsed.error, parsed.patch = None, "edit changes nothing", None
-            elif _touches_tests_only(parsed.patch):
-                parsed.error = "edits only test files"
+        parsed = parse_candidate(c.text, env.files, fmt)
         cand = Candidate(
             id=f"{problem.id}/{round_}-{idx}", problem_id=problem.id, index=idx, text=c.text,
-            patch=parsed.patch, error=parsed.error, key=key, model=sampler.model,
+            patch=parsed.patch, error=parsed.error, key=parsed.key, model=sampler.model,
             params={**params.to_dict(), "format": fmt}, seed=c.seed,
             prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
             finish_reason=c.finish_reason, round=round_,
@@ -223,11 +222,6 @@ def sample(problem: Problem, env: Environment, sampler: Sampler, settings: Repai
         store.add_candidate(cand.to_dict())
         out.append(cand)
     return out
-
-
-def _touches_tests_only(patch: str) -> bool:
-    paths = [line[6:] for line in patch.splitlines() if line.startswith("+++ b/")]
-    return bool(paths) and all(is_test_file(p) for p in paths)
 
 
 def groups_of(candidates: list[Candidate]) -> list[Group]:
@@ -371,6 +365,56 @@ def summarise(problem: Problem, store: RunStore, candidates: list[Candidate],
     return result
 
 
+class RunContext:
+    """The search context of a repair (``agent/search``): candidates are sampled into the run
+    store and read back from it on a resume, every distinct change is verified once through
+    ``verify_fn`` (in process, or on Celery workers: the executor) with the verdict cache,
+    and ranking sees the verdicts. Every strategy runs on it."""
+
+    def __init__(self, problem: Problem, env: Environment, settings: RepairSettings,
+                 store: RunStore, reporter: Reporter, get_sampler: Callable[[], Sampler],
+                 verify_fn: Callable[..., dict[str, Verdict]],
+                 cache: VerdictCache | None) -> None:
+        self.problem, self.env, self.settings = problem, env, settings
+        self.store, self.reporter, self.cache = store, reporter, cache
+        self.get_sampler, self.verify_fn = get_sampler, verify_fn
+        self.ledger = Ledger(settings.budget, settings.lam if settings.budget else 0.0)
+        self.plan: Split | None = None
+        self.candidates: list[Candidate] = []
+        self.groups: list[Group] = []
+        self.verdicts: dict[str, Verdict] = {}
+
+    def draw(self, n: int, round_: int, feedback: str | None = None
+             ) -> list[Candidate] | None:
+        have = [Candidate.from_dict(c) for c in self.store.candidates()
+                if c.get("round", 0) == round_]
+        if len(have) >= n:
+            new = have[:n]
+        else:
+            new = sample(self.problem, self.env, self.get_sampler(),
+                         dataclasses.replace(self.settings, n=n), self.store, self.reporter,
+                         round_, feedback)
+        self.candidates += new
+        self.ledger.charge_samples(len(new), sum(c.completion_tokens for c in new))
+        return new
+
+    def verify(self, cands: list[Candidate], limit: int | None = None,
+               repeats: int = 1) -> list[str]:
+        before = set(self.verdicts)
+        self.groups = groups_of(self.candidates)
+        self.verdicts = self.verify_fn(self.env, self.groups, self.settings, self.store,
+                                       self.reporter, self.cache)
+        new = [k for k in self.verdicts if k not in before]
+        self.ledger.charge_verifications(len(new))
+        return new
+
+    def passed(self) -> bool:
+        return any(g.status == "passed" for g in self.groups)
+
+    def feedback(self, cands: list[Candidate]) -> str | None:
+        return _failure_feedback(self.groups, self.verdicts)
+
+
 def _budget(result: RepairResult, timings: dict[str, float]) -> dict[str, Any]:
     repro = result.repro or {}
     checks = result.distinct + int(repro.get("parsed", 0))
@@ -400,6 +444,8 @@ def repair(problem: Problem, sampler_factory: Callable[[], Sampler], settings: R
     if settings.strategy not in STRATEGIES:
         raise ProblemError(f"unknown strategy {settings.strategy!r}; choose one of "
                            f"{', '.join(STRATEGIES)}")
+    if settings.strategy == "budgeted" and settings.budget is None:
+        raise ProblemError("the budgeted strategy needs a budget (--budget C, in samples)")
     env = prepare(problem, settings, store, reporter)
     sampler: Sampler | None = None
 
@@ -413,22 +459,16 @@ def repair(problem: Problem, sampler_factory: Callable[[], Sampler], settings: R
 
     if env.mode == REPRODUCTION:
         add_reproduction(problem, env, settings, store, reporter, get_sampler)
-    rounds = 1 if settings.strategy == "best_of_n" else max(1, settings.rounds)
-    candidates: list[Candidate] = []
-    groups: list[Group] = []
-    feedback: str | None = None
-    for round_ in range(rounds):
-        have = [c for c in store.candidates() if c.get("round", 0) == round_]
-        if len(have) < settings.n:
-            candidates += sample(problem, env, get_sampler(), settings, store, reporter, round_,
-                                 feedback if settings.strategy == "refine" else None)
-        else:
-            candidates += [Candidate.from_dict(c) for c in have]
-        groups = groups_of(candidates)
-        verdicts = (verify_fn or verify)(env, groups, settings, store, reporter, cache)
-        if any(g.status == "passed" for g in groups):
-            break
-        feedback = _failure_feedback(groups, verdicts)
+    ctx = RunContext(problem, env, settings, store, reporter, get_sampler,
+                     verify_fn or verify, cache)
+    rounds = 1 if settings.strategy in ("best_of_n", "budgeted") else max(1, settings.rounds)
+    get_strategy(settings.strategy)(ctx, SearchConfig(
+        n=settings.n, rounds=rounds, budget=settings.budget, lam=settings.lam))
+    candidates, groups = ctx.candidates, ctx.groups
+    if ctx.plan is not None:
+        # The runner verifies each distinct change once (its verifier reruns failing tests
+        # to tell flaky ones apart); the plan's V is recorded, not re-run.
+        store.write_json("plan.json", ctx.plan.to_dict())
     judged = 0
     if settings.judge:
         judged = judge_ties(problem, groups, store, get_sampler, reporter,

@@ -27,7 +27,7 @@ from patchswarm.agent.judge import GenRM
 from patchswarm.agent.models import TEST_MODEL, resolve_model
 from patchswarm.agent.openai_backend import OpenAISampler, apportion, normalise_endpoint
 from patchswarm.agent.sampler import SamplerError, SamplingParams, cpu_defaults
-from patchswarm.agent.strategies import best_of_n, patch_parser
+from patchswarm.agent.search.memory import best_of_n, patch_parser
 
 pytestmark = pytest.mark.vllm
 

@@ -98,3 +98,14 @@ def test_sqlite_cache_keeps_only_final_verdicts(tmp_path):
     again = SqliteVerdictCache(tmp_path / "c.db")
     assert again.get(k1) == {"status": "passed"}
     assert again.get(k2) is None
+
+
+def test_the_cli_offers_exactly_the_engines_strategies():
+    import click
+
+    from patchswarm.agent.search import STRATEGIES
+    from patchswarm.tasks.cli import repair
+
+    (opt,) = [p for p in repair.params if p.name == "strategy"]
+    assert isinstance(opt.type, click.Choice)
+    assert list(opt.type.choices) == list(STRATEGIES)

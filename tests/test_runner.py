@@ -150,3 +150,21 @@ def test_rounds_stop_at_the_first_verified_candidate(tmp_path, example_repo, bas
         assert "<test_output>" in second_prompt and "RESOLVED_NO" in second_prompt
     else:
         assert "<test_output>" not in second_prompt
+
+
+def test_the_budgeted_strategy_runs_in_the_repair_loop(tmp_path, example_repo, base_image):
+    """The runner drives every strategy of agent/search: budgeted best-of-N with C = 6 and
+    λ = 1 plans S = 2 samples and V = 2 (V* = 3^0.39 ≈ 1.5, S = floor(6 / 3))."""
+    before, after = fixed_source(tmp_path)
+    sampler = ReplaySampler([{"text": t} for t in [whole_file(after), whole_file(before),
+                                                     "never drawn"]])
+    repo = example_repo(EXAMPLE)
+    run_dir = tmp_path / "run"
+    result = repair(problem_for(repo), lambda: sampler,
+                    RepairSettings(strategy="budgeted", budget=6, lam=1.0), run_dir)
+    assert result.samples == 2 and result.solved
+    plan = json.loads((run_dir / "plan.json").read_text())
+    assert (plan["samples"], plan["verifications"]) == (2, 2)
+    with pytest.raises(ProblemError, match="needs a budget"):
+        repair(problem_for(repo), lambda: sampler, RepairSettings(strategy="budgeted"),
+               tmp_path / "run2")

@@ -1,4 +1,4 @@
-"""Search strategies and the multi-turn agent, with real verification: pytest in a real Docker
+"""Search strategies in memory (``agent/search/``), with real verification: pytest in a real Docker
 sandbox on the bundled ``gradebook-average`` example.
 
 The model side replays fixed completions (``ReplaySampler``) so that each strategy's outcome
@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from patchswarm.agent.agent_loop import AgentLoop, SandboxWorkspace, parse_action
 from patchswarm.agent.prompts import repair_messages
 from patchswarm.agent.sampler import ReplaySampler
-from patchswarm.agent.strategies import (
+from patchswarm.agent.search.memory import (
     best_of_n,
     budgeted_best_of_n,
     failure_feedback,
@@ -142,7 +141,8 @@ def test_until_verified_stops_at_the_first_verified_candidate(example, verify):
     assert len(result.candidates) == 4  # two batches of two; the rest never sampled
     assert result.ledger.verifications == 3 and result.ledger.spent == 7
     # each batch is its own request with its own seed
-    assert [c.seed for c in result.candidates] == [0, 0, 2, 2]
+    assert [c.seed for c in result.candidates] == [0, 0, 1000, 1000]
+    assert [c.round for c in result.candidates] == [0, 0, 1, 1]
 
 
 def test_until_verified_keeps_within_its_budget(example, verify):
@@ -187,73 +187,6 @@ def test_refine_feeds_the_failing_test_output_back(example, verify):
     assert "test_average_keeps_fraction" in second  # its real failing test
     assert [c.round for c in result.candidates] == [0, 0, 1, 1]
     assert failure_feedback(result) is None or "```diff" in failure_feedback(result)
-
-
-# --------------------------------------------------------------------------- the agent
-
-
-def fence(body: str) -> str:
-    return f"Next step.\n```\n{body}\n```"
-
-
-def test_agent_actions_run_in_the_sandbox_and_the_diff_is_the_candidate(example, env_image,
-                                                                         verify):
-    meta = example[0]
-    edit = ("edit gradebook.py\n<<<<<<< SEARCH\n    return sum(scores) // len(scores)\n"
-            "=======\n    return sum(scores) / len(scores)\n>>>>>>> REPLACE")
-    script = [fence("search average gradebook.py"), fence("view gradebook.py 20 27"),
-              "I think I should run something.", fence("view ../etc/passwd"),
-              fence("edit gradebook.py\n<<<<<<< SEARCH\nnot there\n=======\nx\n>>>>>>> REPLACE"),
-              fence(edit), fence("run_tests"), fence("submit")]
-    sampler = replay(*script)
-    loop = AgentLoop(sampler, meta["test_command"], max_turns=10)
-    with SandboxPool(env_image, size=1) as pool:
-        sb = pool.take()
-        try:
-            traj = loop.run(SandboxWorkspace(sb), meta["issue"], ["gradebook.py"])
-        finally:
-            sb.close()
-    assert traj.stop == "submitted" and len(traj.turns) == 8
-    search, view, none, escape, bad_edit, good_edit, tests, _ = traj.turns
-    assert "def average" in search.observation and not search.error
-    assert "   23  " in view.observation and "//" in view.observation
-    assert none.error and "no action found" in none.observation
-    assert escape.error and "relative" in escape.observation
-    assert bad_edit.error and "did not apply" in bad_edit.observation
-    assert good_edit.observation == "edited gradebook.py" and not good_edit.error
-    assert "passed" in tests.observation and "exit code 0" in tests.observation
-    assert "-    return sum(scores) // len(scores)" in traj.patch
-    assert "+    return sum(scores) / len(scores)" in traj.patch
-    cand = traj.candidate(EXAMPLE, 0, "replay")
-    assert cand.patch == traj.patch and cand.completion_tokens == 7 * 8
-    assert verify(cand.patch)["status"] == "passed"
-    # the conversation went back to the model turn by turn
-    assert traj.messages[-1]["role"] == "assistant"
-    assert sum(1 for m in traj.messages if m["role"] == "user") == 8
-
-
-def test_agent_caps_turns_and_tokens(env_image, example):
-    meta = example[0]
-    many = [fence("view gradebook.py 1 3")] * 10
-    with SandboxPool(env_image, size=1) as pool:
-        sb = pool.take()
-        try:
-            by_turns = AgentLoop(replay(*many), meta["test_command"], max_turns=3).run(
-                SandboxWorkspace(sb), meta["issue"])
-            by_tokens = AgentLoop(replay(*many), meta["test_command"], max_turns=10,
-                                  max_tokens=120).run(SandboxWorkspace(sb), meta["issue"])
-        finally:
-            sb.close()
-    assert by_turns.stop == "max_turns" and len(by_turns.turns) == 3 and by_turns.patch == ""
-    assert by_tokens.stop == "max_tokens" and len(by_tokens.turns) == 3  # 57 tokens a turn
-    assert by_turns.candidate(EXAMPLE, 1, "replay").error.startswith("agent left no change")
-
-
-def test_parse_action_forms():
-    assert parse_action("```bash\nview a.py 1 2\n```") == ("view", "a.py 1 2", "")
-    assert parse_action("```python\nx = 1\n```\n```\nsubmit\n```")[0] == "submit"
-    assert parse_action("run_tests") == ("run_tests", "", "")
-    assert "unknown action" in parse_action("```\nrm -rf /\n```")
 
 
 def test_budgeted_best_of_n_splits_the_budget_between_sampling_and_verifying(example,

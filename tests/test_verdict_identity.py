@@ -16,11 +16,11 @@ from __future__ import annotations
 import pytest
 
 from patchswarm.agent.budget import Ledger
-from patchswarm.agent.candidate import Candidate
+from patchswarm.agent.candidate import Candidate, Parsed
 from patchswarm.agent.normalise import patch_key
 from patchswarm.agent.ranking import Group
-from patchswarm.agent.sampler import Completion, SamplingParams
-from patchswarm.agent.strategies import Parsed, _Search, best_of_n
+from patchswarm.agent.sampler import Completion
+from patchswarm.agent.search.memory import MemoryContext, best_of_n
 from patchswarm.tasks import examples
 from patchswarm.tasks.cache import SqliteVerdictCache, patch_digest
 from patchswarm.tasks.problem import Problem
@@ -113,10 +113,11 @@ def test_a_strategy_delivers_the_exact_patch_that_was_verified():
     # Round one cannot afford to verify; round two verifies another member of the key: the
     # group must then deliver that member, never the first-seen patch it did not verify.
     seen.clear()
-    s = _Search(_Sampler(["bad"]), _parse, verify, Ledger(), "p", 1)
-    s.verify(s.draw([], SamplingParams(n=1), 0), limit=0)
+    s = MemoryContext(_Sampler(["bad"]), lambda _fb: [], _parse, verify, ledger=Ledger(),
+                      problem_id="p", workers=1)
+    s.verify(s.draw(1, 0), limit=0)
     s.sampler = _Sampler(["good"])
-    s.verify(s.draw([], SamplingParams(n=1), 1))
+    s.verify(s.draw(1, 1))
     result = s.finish()
     assert seen == ["good"]
     assert result.solved and result.best.patch == "good" and result.best.votes == 2
