@@ -415,6 +415,29 @@ class RunContext:
         return _failure_feedback(self.groups, self.verdicts)
 
 
+def search(problem: Problem, env: Environment, settings: RepairSettings, store: RunStore,
+           reporter: Reporter, get_sampler: Callable[[], Sampler],
+           verify_fn: Callable[..., dict[str, Verdict]], cache: VerdictCache | None = None,
+           ) -> tuple[list[Candidate], list[Group], int]:
+    """The one loop, for any source that has prepared an environment: the chosen strategy
+    (``agent/search``) on the run's context, then the judge when asked. Returns the
+    candidates, the distinct changes (with their verdicts marked) and how many the judge
+    scored."""
+    ctx = RunContext(problem, env, settings, store, reporter, get_sampler, verify_fn, cache)
+    rounds = 1 if settings.strategy in ("best_of_n", "budgeted") else max(1, settings.rounds)
+    get_strategy(settings.strategy)(ctx, SearchConfig(
+        n=settings.n, rounds=rounds, budget=settings.budget, lam=settings.lam))
+    if ctx.plan is not None:
+        # The runner verifies each distinct change once (its verifier reruns failing tests
+        # to tell flaky ones apart); the plan's V is recorded, not re-run.
+        store.write_json("plan.json", ctx.plan.to_dict())
+    judged = 0
+    if settings.judge:
+        judged = judge_ties(problem, ctx.groups, store, get_sampler, reporter,
+                            unverified=env.mode == REPRODUCTION)
+    return ctx.candidates, ctx.groups, judged
+
+
 def _budget(result: RepairResult, timings: dict[str, float]) -> dict[str, Any]:
     repro = result.repro or {}
     checks = result.distinct + int(repro.get("parsed", 0))
@@ -459,20 +482,8 @@ def repair(problem: Problem, sampler_factory: Callable[[], Sampler], settings: R
 
     if env.mode == REPRODUCTION:
         add_reproduction(problem, env, settings, store, reporter, get_sampler)
-    ctx = RunContext(problem, env, settings, store, reporter, get_sampler,
-                     verify_fn or verify, cache)
-    rounds = 1 if settings.strategy in ("best_of_n", "budgeted") else max(1, settings.rounds)
-    get_strategy(settings.strategy)(ctx, SearchConfig(
-        n=settings.n, rounds=rounds, budget=settings.budget, lam=settings.lam))
-    candidates, groups = ctx.candidates, ctx.groups
-    if ctx.plan is not None:
-        # The runner verifies each distinct change once (its verifier reruns failing tests
-        # to tell flaky ones apart); the plan's V is recorded, not re-run.
-        store.write_json("plan.json", ctx.plan.to_dict())
-    judged = 0
-    if settings.judge:
-        judged = judge_ties(problem, groups, store, get_sampler, reporter,
-                            unverified=env.mode == REPRODUCTION)
+    candidates, groups, judged = search(problem, env, settings, store, reporter, get_sampler,
+                                        verify_fn or verify, cache)
     result = summarise(problem, store, candidates, groups, env)
     result.judged = judged
     from .report import write_report
