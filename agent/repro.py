@@ -18,6 +18,9 @@ its outcome and the type of the exception it raised on the unpatched code:
 - any other exception the issue does not name (``TypeError`` from calling the API wrongly):
   discarded as "fails for a reason the issue does not name".
 - a test that passes on the unpatched code does not reproduce anything: discarded.
+- a ``pytest.raises(E)`` that fails because nothing was raised counts only where the issue
+  names ``E``: a test expecting an exception the issue never mentions has made up the
+  behaviour it checks.
 
 A file is kept when at least one of its test functions is kept; its kept functions are one
 *reproduction* (one independent vote in ranking, however many functions it has).
@@ -36,10 +39,12 @@ from .prompts import SYSTEM
 REPRO_INSTRUCTIONS = (
     "Do not fix the issue. Write a new pytest test file that reproduces it: one or two test "
     "functions (`def test_...():`) that import the repository's code as its existing tests "
-    "do, do what the issue describes, and `assert` the behaviour the issue expects. The tests "
-    "must fail on the code as it is now (because of the bug) and pass once the issue is "
-    "fixed. They run from the repository's root, without network, and must finish within "
-    "seconds. Answer with the test file in a single ```python block and nothing else."
+    "do and call it with the inputs the issue shows. Assert only the results the issue itself "
+    "states as expected (or the exception it says should be raised): do not work out other "
+    "expected values yourself, and do not repeat the existing tests. The tests must fail on "
+    "the code as it is now (because of the bug) and pass once the issue is fixed. They run "
+    "from the repository's root, without network, and must finish within seconds. Answer "
+    "with the test file in a single ```python block and nothing else."
 )
 EXAMPLE_CHARS = 4000
 """At most this much of the existing tests is shown as an example of the project's style."""
@@ -214,6 +219,11 @@ def judge_baseline(repro: ReproTest, test_path: str, tests: dict[str, str],
         exc = exceptions.get(nodeid)
         verdict = classify_failure(outcome, exc, issue) if outcome != "NOT RUN" \
             else "did not run"
+        if verdict == KEPT and exc == "Failed":
+            made_up = [e for e in expected_raises(repro.source or "", fn)
+                       if not exception_named(issue, e)]
+            if made_up:
+                verdict = f"expects {made_up[0]}, which the issue does not name"
         repro.outcomes[fn] = f"{outcome} {exc}".strip() if exc else outcome
         if verdict == KEPT:
             kept.append(nodeid)
@@ -247,3 +257,22 @@ def test_dir_of(test_ids: list[str], paths: list[str]) -> str:
         return "tests"
     folder = folders.most_common(1)[0][0]
     return "" if folder == "." else folder
+
+
+def expected_raises(source: str, function: str) -> list[str]:
+    """The exception names ``function`` in ``source`` expects through ``pytest.raises``."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return []
+    out: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == function:
+            for call in ast.walk(node):
+                if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                        and call.func.attr == "raises" and call.args):
+                    arg = call.args[0]
+                    names = arg.elts if isinstance(arg, ast.Tuple) else [arg]
+                    out += [n.id if isinstance(n, ast.Name) else n.attr for n in names
+                            if isinstance(n, ast.Name | ast.Attribute)]
+    return out

@@ -78,6 +78,22 @@ def test_a_failure_reproduces_only_for_the_issues_reason():
     assert classify_failure("ERROR", None, issue).startswith("errors before")
 
 
+def test_a_made_up_expected_exception_is_not_a_reproduction():
+    from patchswarm.agent.repro import ReproTest, judge_baseline
+
+    src = ("import pytest\nfrom durations import format_duration\n\n\n"
+           "def test_raises():\n    with pytest.raises(ValueError):\n"
+           "        format_duration(65)\n")
+    t = ReproTest(0, "", src, ["test_raises"])
+    judge_baseline(t, "tests/t.py", {"tests/t.py::test_raises": "FAILED"},
+                   {"tests/t.py::test_raises": "Failed"}, "format_duration(65) gives '1: 5'")
+    assert t.kept == [] and t.reason == "expects ValueError, which the issue does not name"
+    t = ReproTest(0, "", src, ["test_raises"])
+    judge_baseline(t, "tests/t.py", {"tests/t.py::test_raises": "FAILED"},
+                   {"tests/t.py::test_raises": "Failed"}, "it should raise ValueError")
+    assert t.kept == ["tests/t.py::test_raises"]
+
+
 def test_grade_repro_puts_regressions_first_and_counts_agreeing_tests():
     groups = {"0": ["a"], "1": ["b"], "2": ["c"]}
     ok = grade_repro({"a": "PASSED", "b": "PASSED", "c": "FAILED", "p": "PASSED"}, groups,
