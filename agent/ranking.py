@@ -27,8 +27,9 @@ class Group:
     regressions: int | None = None
     """How many of the project's tests that passed before fail with this change (None: not
     known, e.g. the patch did not apply)."""
-    repro: int = 0
-    """How many independent reproduction tests this change passes (issue-only repair)."""
+    repro: float = 0.0
+    """Issue-only repair: reproduction tests passed, each counting the share of its kept
+    tests this change passes (``grading.grade_repro``'s ``repro_score``)."""
 
     @property
     def votes(self) -> int:

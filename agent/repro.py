@@ -22,13 +22,17 @@ its outcome and the type of the exception it raised on the unpatched code:
   names ``E``: a test expecting an exception the issue never mentions has made up the
   behaviour it checks.
 
-A file is kept when at least one of its test functions is kept; its kept functions are one
-*reproduction* (one independent vote in ranking, however many functions it has).
+A test function with several ``assert`` statements at its top level is split into one
+function per assertion (:func:`split_asserts`), each keeping every other statement: a small
+model often gets one expected value of five wrong, and that one should not sink the four that
+are right. A file is kept when at least one of its functions is kept; its kept functions are
+one *reproduction* (one independent vote in ranking, however many functions it has).
 """
 
 from __future__ import annotations
 
 import ast
+import copy
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
@@ -146,7 +150,7 @@ def parse_repro_test(text: str, repo_modules: set[str]) -> tuple[str | None, lis
     imported = {name.split(".")[0] for name in _imports(tree)}
     if repo_modules and not imported & repo_modules:
         return None, [], "imports nothing the repository has"
-    return source.rstrip() + "\n", functions, None
+    return split_asserts(tree, functions)
 
 
 def _imports(tree: ast.Module) -> list[str]:
@@ -276,3 +280,31 @@ def expected_raises(source: str, function: str) -> list[str]:
                     out += [n.id if isinstance(n, ast.Name) else n.attr for n in names
                             if isinstance(n, ast.Name | ast.Attribute)]
     return out
+
+
+def split_asserts(tree: ast.Module, functions: list[str]
+                  ) -> tuple[str | None, list[str], str | None]:
+    """(the test file, its test functions, None) with every test function that has several
+    top-level ``assert`` statements replaced by one function per assertion, named
+    ``<name>__<i>``: each keeps all the other statements, in order, and only its own assert."""
+    body: list[ast.stmt] = []
+    names: list[str] = []
+    for node in tree.body:
+        asserts = ([i for i, st in enumerate(node.body) if isinstance(st, ast.Assert)]
+                   if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                   and node.name in functions else [])
+        if len(asserts) < 2:
+            body.append(node)
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) \
+                    and node.name in functions:
+                names.append(node.name)
+            continue
+        for k, keep in enumerate(asserts, 1):
+            variant = copy.deepcopy(node)
+            variant.name = f"{node.name}__{k}"
+            variant.body = [st for i, st in enumerate(node.body)
+                            if i == keep or i not in asserts]
+            body.append(variant)
+            names.append(variant.name)
+    tree.body = body
+    return ast.unparse(ast.fix_missing_locations(tree)).rstrip() + "\n", names, None

@@ -124,7 +124,7 @@ def _ranking_with(groups: list[Group], verdicts: dict[str, dict[str, Any]],
         else:
             r = grade_repro(v.get("tests") or {}, sub, list(spec.get("pass_to_pass") or []))
             h.status = "passed" if r["resolved"] else "failed"
-            h.regressions, h.repro = r["regressions"], r["repro_passed"]
+            h.regressions, h.repro = r["regressions"], r["repro_score"]
         regraded.append(h)
     ranked = rank(regraded)
     if not ranked or (ranked[0].status != "passed" and ranked[0].regressions != 0):

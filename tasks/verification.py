@@ -138,7 +138,7 @@ def mark(group: Group, verdict: Verdict) -> None:
         group.regressions = 0
     else:
         group.regressions = None
-    group.repro = int(grading.get("repro_passed") or 0)
+    group.repro = float(grading.get("repro_score", grading.get("repro_passed")) or 0.0)
 
 
 def _verify_one(pool: SandboxPool, verifier: PytestVerifier, spec: dict[str, Any],

@@ -124,12 +124,17 @@ def grade_repro(tests: dict[str, str], groups: dict[str, list[str]],
 
     ``resolved`` (the change is verified) when nothing regresses and at least one reproduction
     passes; ``repro_passed`` counts the reproductions passed, so ranking can weigh how many
-    independent tests agree. With no reproduction test at all, nothing is ever resolved: the
-    status is ``NO_REPRODUCTION_TEST`` and only ``regressions`` says anything.
+    independent tests agree; ``repro_score`` adds partial credit, each reproduction counting
+    the share of its kept tests that pass (ranking reads it, so a change that gets four of a
+    reproduction's five assertions right still stands above one that gets none). With no
+    reproduction test at all, nothing is ever resolved: the status is ``NO_REPRODUCTION_TEST``
+    and only ``regressions`` says anything.
     """
     p2p = _split(pass_to_pass, tests, False)
     passed = sorted(g for g, ids in groups.items()
                     if ids and all(tests.get(t) in PASSING for t in ids))
+    score = sum(sum(tests.get(t) in PASSING for t in ids) / len(ids)
+                for ids in groups.values() if ids)
     regressions = len(p2p["failure"])
     if not groups:
         status = NO_REPRODUCTION
@@ -142,6 +147,7 @@ def grade_repro(tests: dict[str, str], groups: dict[str, list[str]],
         "status": status,
         "repro_passed": len(passed),
         "repro_total": len(groups),
+        "repro_score": round(score, 6),
         "reproductions_passed": passed,
         "regressions": regressions,
         "PASS_TO_PASS": p2p,
