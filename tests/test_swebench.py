@@ -384,6 +384,20 @@ def test_eval_of_predictions_with_bad_input(fx, tmp_path):
         "fixtures__calcpkg-1"]
 
 
+def explain(out: Path, ids: list[str]) -> str:
+    """What each instance's run recorded: the selection, the pick and its evaluation."""
+    lines = []
+    for i in ids:
+        r = json.loads((out / "instances" / i / "result.json").read_text())
+        lines.append(json.dumps({k: r.get(k) for k in (
+            "instance_id", "status", "error", "resolved", "eval_status", "eval_error",
+            "selection", "chosen_key", "notes")}))
+        verdicts = out / "instances" / i / "verdicts.jsonl"
+        if verdicts.exists():
+            lines.append(verdicts.read_text()[-3000:])
+    return "\n".join(lines)
+
+
 def run_args(fx, tmp_path: Path, out: Path, *extra: str) -> list[str]:
     calc = fx.items[0].instance
     slow = fx.bad_rows()[3]  # its test_patch adds a test that hangs
@@ -403,7 +417,7 @@ def test_run_selects_without_test_patch_and_evaluates_with_it(fx, tmp_path):
     assert result.exit_code == 1, result.output  # the three bad instances
     report = json.loads((out / "report.json").read_text())
     good = [i["instance_id"] for i in fx.instances]
-    assert report["resolved_ids"] == good
+    assert report["resolved_ids"] == good, explain(out, good)
     assert set(report["errors"]) == {"fixtures__calcpkg-no-commit", "fixtures__broken-row",
                                      "fixtures__calcpkg-slow"}
     assert "is not in the mirror" in report["errors"]["fixtures__calcpkg-no-commit"]
