@@ -143,7 +143,8 @@ def swebench() -> None:
               help="The run folder (default swebench-runs/RUN_ID); the same folder resumes.")
 @click.option("-n", "n", default=8, show_default=True, help="Samples per instance.")
 @click.option("--repro", default=2, show_default=True,
-              help="Reproduction scripts asked of the model per instance (0: none).")
+              help="Reproduction tests asked of the model per instance (0: none); kept when they "
+                   "fail on the unpatched code for the issue's reason.")
 @model_option
 @endpoint_option
 @click.option("--broker", default=None,

@@ -4,10 +4,12 @@ For each instance, ``run`` builds the environment (the repository at ``base_comm
 local mirror, or cloned from GitHub when online, with the spec's install step), shows the model
 the files the issue is about, samples ``n`` candidate patches and picks one **without the
 hidden tests**: every distinct candidate runs the repository's own tests that go with the files
-shown (found by name: ``foo.py`` → ``test_foo.py``) and reproduction scripts the model wrote
-from the issue. A candidate passes selection when no test that passed before fails and every
-reproduction script that failed before now passes; ranking (:mod:`patchswarm.agent.ranking`)
-then picks one. Only the pick (or, with ``eval_all``, every distinct candidate) is then
+shown (found by name: ``foo.py`` → ``test_foo.py``) and reproduction tests the model wrote
+from the issue, kept when they fail on the unpatched code for the issue's reason (the same
+implementation as issue-only repair: ``tasks/reproduction.py``). A candidate passes selection
+when no test that passed before fails and it passes at least one kept reproduction test;
+ranking (:mod:`patchswarm.agent.ranking`) puts regressions first, then the reproduction tests
+passed, then votes. Only the pick (or, with ``eval_all``, every distinct candidate) is then
 evaluated with ``test_patch`` by SWE-bench's rules (:func:`evaluate_patch`).
 
 ``evaluate_predictions`` does the last step for any system's ``predictions.jsonl``; with the
@@ -65,14 +67,7 @@ from .swebench_run import (  # noqa: F401
     write_predictions,
 )
 from .swebench_select import (  # noqa: F401
-    HEREDOC,
-    REPRO_DIR,
-    REPRO_INSTRUCTIONS,
-    _repro_lines,
     context_files,
-    parse_repro,
     related_test_files,
-    repro_block,
-    repro_id,
-    repro_messages,
+    reproduction,
 )

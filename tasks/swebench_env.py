@@ -15,8 +15,9 @@ files, the install command) with three differences that real repositories need h
   and ``SETUPTOOLS_SCM_PRETEND_VERSION`` carries the instance's version, because a one-commit
   repository has no tags to read a version from. The build-time ``.git`` is removed afterwards;
   the image then records the installed tree as its own one-commit repository.
-- **pytest** is installed when the test command is pytest and the install did not bring it
-  (the official images have it from conda).
+- **pytest** is installed when the install did not bring it (the official images have it from
+  conda): pytest-based test commands need it, and the reproduction tests the model writes run
+  under pytest whatever the project's own runner is.
 
 Every step prints a marker line, so a failed build names its step; :func:`build_failure`
 reads the build log for the package or cause and returns one line.
@@ -66,8 +67,9 @@ def build_steps(spec: RepoSpec, version: str) -> list[tuple[str, str]]:
         steps.append((f"install {' or '.join(spec.requirements)}", chain + " fi"))
     if spec.install:
         steps.append(("install the repository", spec.install))
-    if spec.log_parser == "pytest" or spec.test_cmd.lstrip().startswith("pytest"):
-        steps.append(("install pytest", ENSURE_PYTEST))
+    # Every environment gets pytest: the project's own runner may be another (Django's
+    # runtests.py, SymPy's bin/test), but the model's reproduction tests run under pytest.
+    steps.append(("install pytest", ENSURE_PYTEST))
     for name in spec.services:
         steps.append((f"install the {name} service", SERVICES[name].install))
     steps.append(("remove the build-time git metadata", "rm -rf .git"))

@@ -43,7 +43,7 @@ class SWEBenchSettings:
     clone: bool = True
     n: int = 8
     repro: int = 2
-    """Reproduction scripts asked of the model per instance (0: none)."""
+    """Reproduction tests asked of the model per instance (0: none): M, a budget apart from n."""
     temperature: float = 0.8
     top_p: float = 0.95
     max_tokens: int = 2048

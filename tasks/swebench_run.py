@@ -33,11 +33,9 @@ from .swebench_patch import (
 from .swebench_select import (
     SamplerFor,
     _baseline,
-    _repro_scripts,
     context_files,
     related_test_files,
-    repro_block,
-    repro_id,
+    reproduction,
 )
 from .swebench_specs import (
     RepoSpec,
@@ -144,7 +142,7 @@ def run_instance(inst: Instance, spec: RepoSpec, settings: SWEBenchSettings, fol
                                                "ca_bundle": settings.ca_bundle,
                                                **settings.fingerprint()}})
 
-    # Sampling: the repairs, then the reproduction scripts.
+    # Sampling: the repairs, then the reproduction tests.
     environment = Environment(env.image, files, {})
     have = [c for c in store.candidates() if c.get("round", 0) == 0]
     if len(have) < settings.n:
@@ -155,48 +153,44 @@ def run_instance(inst: Instance, spec: RepoSpec, settings: SWEBenchSettings, fol
             raise InstanceError(f"sampling failed: {exc}") from exc
     else:
         candidates = [Candidate.from_dict(c) for c in have]
-    scripts, repro_tokens = _repro_scripts(inst, files, settings, store, sampler_for, reporter)
+    outcome, plan = reproduction(inst, env, spec, files, related, settings, store,
+                                 sampler_for, reporter)
 
-    # Selection: baseline, then every distinct candidate on the same tests.
+    # Selection: the related tests on the unpatched code, then every distinct candidate
+    # against those that passed (regressions) and the kept reproduction tests.
     groups = groups_of(candidates)
     base = store.read_json("baseline.json")
-    if not base or base.get("image") != env.image or base.get("related") != related \
-            or sorted(base.get("scripts", [])) != sorted(scripts):
-        reporter.stage(f"baseline: {len(related)} related test files, {len(scripts)} "
-                       "reproduction scripts on the unpatched code")
-        base = {"image": env.image, "related": related, "scripts": sorted(scripts),
-                **_baseline(env, spec, related, scripts, settings)}
+    if not base or base.get("image") != env.image or base.get("related") != related:
+        reporter.stage(f"baseline: {len(related)} related test files on the unpatched code")
+        base = {"image": env.image, "related": related,
+                **_baseline(env, spec, related, settings)}
         store.write_json("baseline.json", base)
-    valid = {int(i): scripts[int(i)] for i, r in base["repro"].items()
-             if r["verdict"] == "reproduces"}
     p2p = sorted(t for t, o in base["tests"].items() if o in ("PASSED", "XFAIL"))
     use_tests = bool(p2p) and not base["unread"]
     if base["unread"]:
         res.notes.append("related tests dropped from selection: their log has lines the "
                          "parser cannot attribute")
-    f2p = [repro_id(i, spec.log_parser) for i in sorted(valid)]
     sel_related = related if use_tests else []
-    # The command's exit status tells whether anything failed (the verifier checks the log
-    # against it): the related tests' own status, made non-zero by a failing script.
+    repro = outcome.spec(plan)
     command = ""
     if sel_related:
         command = env_prefix(spec) + test_command(
-            spec, directives_for_files(sel_related, spec.directives)) + "\nselection_rc=$?\n"
-    if valid:
-        command = (command or "selection_rc=0\n") + repro_block(valid, spec.log_parser,
-                                                                settings.repro_timeout)
-    if command:
-        command += "exit $selection_rc\n"
-    sel_spec = {"test_command": command or "true", "fail_to_pass": f2p,
-                "pass_to_pass": p2p if use_tests else [], "test_files": sel_related,
-                "timeout": time_limit(settings, spec), "log_format": spec.log_parser}
+            spec, directives_for_files(sel_related, spec.directives))
+    sel_spec: dict[str, Any] = {
+        "test_command": command, "pass_to_pass": p2p if use_tests else [],
+        "test_files": sel_related, "timeout": time_limit(settings, spec),
+        "log_format": spec.log_parser}
+    if repro:
+        sel_spec["repro"] = repro
+    summary = outcome.summary()
     res.selection = {"related_tests": related, "used_tests": sel_related,
-                     "baseline_passing": len(p2p), "repro_scripts": len(scripts),
-                     "repro_valid": len(valid),
-                     "repro_verdicts": {i: r["verdict"] for i, r in base["repro"].items()},
+                     "baseline_passing": len(p2p), "repro_scripts": summary["sampled"],
+                     "repro_valid": summary["kept"], "repro_discarded": summary["discarded"],
+                     "repro_verdicts": {str(t.index): t.reason or "reproduces"
+                                        for t in outcome.tests},
                      "baseline_detail": base.get("detail", "")}
     environment.spec = sel_spec
-    if groups and (f2p or sel_spec["pass_to_pass"]):
+    if groups and (repro or sel_spec["pass_to_pass"]):
         (verify_fn or verify)(environment, groups, rs, store, reporter, None,
                               verifier=PytestVerifier(reruns=settings.reruns))
         res.selection["signal"] = "tests"
@@ -243,8 +237,9 @@ def run_instance(inst: Instance, spec: RepoSpec, settings: SWEBenchSettings, fol
     res.sandbox_seconds = round(base.get("seconds", 0.0)
                                 + sum(float(v.get("seconds", 0.0)) for v in verdicts.values())
                                 + sum(e.seconds for e in evals.values()), 3)
-    res.tokens = {"prompt": sum(c.prompt_tokens for c in candidates[:1]) + repro_tokens[0],
-                  "completion": sum(c.completion_tokens for c in candidates) + repro_tokens[1]}
+    res.tokens = {"prompt": sum(c.prompt_tokens for c in candidates[:1]) + outcome.prompt_tokens,
+                  "completion": sum(c.completion_tokens for c in candidates)
+                  + outcome.completion_tokens}
     res.wall_seconds = round(time.monotonic() - t_start, 3)
     return res
 

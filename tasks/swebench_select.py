@@ -1,25 +1,21 @@
 """Selection without ``test_patch``: the files shown to the model, the repository's related
-tests and the reproduction scripts the model writes."""
+tests and the reproduction tests the model writes (``tasks/reproduction.py``, as in issue-only
+repair)."""
 
 from __future__ import annotations
 
-import re
-import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from patchswarm.agent.context import is_test_file, select_files
-from patchswarm.agent.prompts import SYSTEM
-from patchswarm.agent.sampler import Sampler, SamplerError, SamplingParams
+from patchswarm.agent.sampler import Sampler
 from patchswarm.sandbox.container import Sandbox
-from patchswarm.sandbox.images import (
-    WORKDIR,
-)
 from patchswarm.verifiers.logparse import PARSERS
 
 from .problem import list_files, read_files
+from .reproduction import ReproOutcome, ReproPlan, reproduce
 from .runner import Reporter
 from .store import RunStore
 from .swebench_data import Instance, InstanceError
@@ -34,8 +30,6 @@ from .swebench_specs import (
 SamplerFor = Callable[[Instance, str], Sampler]
 """(instance, kind) → sampler, kind being ``repair`` or ``repro``."""
 
-REPRO_DIR = "/tmp/patchswarm/repro"
-HEREDOC = "PATCHSWARM_EOF_5f1c0d"
 
 
 def context_files(repo: Path, commit: str, issue: str, settings: SWEBenchSettings,
@@ -80,83 +74,13 @@ def related_test_files(all_files: list[str], sources: list[str], limit: int = 3)
     return ordered[:limit]
 
 
-def repro_id(i: int, log_parser: str) -> str:
-    if log_parser == "django":
-        return f"test_reproduction_{i} (patchswarm_repro.Reproduction)"
-    if log_parser == "sympy":
-        return f"test_patchswarm_repro_{i}"
-    return f"patchswarm_repro_{i}.py::test_reproduction"
-
-
-def _repro_lines(i: int, log_parser: str) -> tuple[str, str]:
-    if log_parser == "django":
-        return f"{repro_id(i, 'django')} ... ok", f"{repro_id(i, 'django')} ... FAIL"
-    if log_parser == "sympy":
-        return f"{repro_id(i, 'sympy')} ok", f"{repro_id(i, 'sympy')} F"
-    return f"PASSED {repro_id(i, 'pytest')}", f"FAILED {repro_id(i, 'pytest')}"
-
-
-def repro_block(scripts: dict[int, str], log_parser: str, timeout: float) -> str:
-    """Shell that writes each reproduction script and prints one result line per script in
-    the log format of the repository's runner, so one parser reads everything."""
-    parts = [f"mkdir -p {REPRO_DIR}"]
-    for i, text in scripts.items():
-        ok, bad = _repro_lines(i, log_parser)
-        path = f"{REPRO_DIR}/repro_{i}.py"
-        parts.append(f"cat > {path} <<'{HEREDOC}'\n{text.rstrip()}\n{HEREDOC}\n")
-        parts.append(
-            f"if (cd {WORKDIR} && PYTHONPATH={WORKDIR}${{PYTHONPATH:+:$PYTHONPATH}} timeout "
-            f"{int(timeout)} python {path} > {REPRO_DIR}/repro_{i}.log 2>&1); then echo "
-            f"{shlex.quote(ok)}; else echo {shlex.quote(bad)}; selection_rc=1; fi")
-    return "\n".join(parts) + "\n"
-
-
-REPRO_INSTRUCTIONS = (
-    "Do not fix the issue. Write a standalone Python script that reproduces it: it imports the "
-    "repository's code, does what the issue describes, and ends with `assert` statements that "
-    "hold only once the issue is fixed. It must exit with status 0 when the issue is fixed and "
-    "fail (an uncaught AssertionError) while the issue is present. It runs from the "
-    "repository's root, without network, and must finish within seconds. Answer with the "
-    "script in a single ```python block and nothing else."
-)
-
-
-def repro_messages(issue: str, files: dict[str, str]) -> list[dict[str, str]]:
-    """Starts as the repair prompt does (the same issue and files), so an engine with prefix
-    caching computes the shared part once."""
-    shown = "\n\n".join(f"{p}\n```python\n{t.rstrip()}\n```" for p, t in files.items())
-    user = ("Here is an issue reported in a repository.\n\n"
-            f"<issue>\n{issue.strip()}\n</issue>\n\n"
-            f"These files from the repository are relevant:\n\n{shown}\n\n{REPRO_INSTRUCTIONS}")
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
-
-
-_FENCE = re.compile(r"```(?:python|py|python3)?[ \t]*\n(.*?)```", re.S)
-_BROKEN = re.compile(r"^(SyntaxError|IndentationError|ModuleNotFoundError|ImportError|"
-                     r"NameError|TabError)\b", re.M)
-
-
-def parse_repro(text: str) -> str | None:
-    m = _FENCE.search(text)
-    script = m.group(1) if m else None
-    if not script or not script.strip() or HEREDOC in script:
-        return None
-    try:
-        compile(script, "repro.py", "exec")
-    except (SyntaxError, ValueError):
-        return None
-    return script.rstrip() + "\n"
-
-
-
-def _baseline(env: EnvInfo, spec: RepoSpec, related: list[str], scripts: dict[int, str],
+def _baseline(env: EnvInfo, spec: RepoSpec, related: list[str],
               settings: SWEBenchSettings) -> dict[str, Any]:
-    """The related tests and each reproduction script on the unpatched code."""
-    out: dict[str, Any] = {"tests": {}, "repro": {}, "seconds": 0.0, "unread": [],
-                           "detail": ""}
+    """The related tests on the unpatched code: those that pass are what a fix must keep."""
+    out: dict[str, Any] = {"tests": {}, "seconds": 0.0, "unread": [], "detail": ""}
     t0 = time.monotonic()
-    with Sandbox(env.image, settings.limits()) as sb:
-        if related:
+    if related:
+        with Sandbox(env.image, settings.limits()) as sb:
             cmd = env_prefix(spec) + test_command(spec, directives_for_files(related,
                                                                              spec.directives))
             limit = time_limit(settings, spec)
@@ -170,48 +94,21 @@ def _baseline(env: EnvInfo, spec: RepoSpec, related: list[str], scripts: dict[in
                 if not parsed.tests:
                     out["detail"] = "the related tests reported no results: " + \
                         res.output.strip()[-300:]
-        for i, script in scripts.items():
-            path = f"{REPRO_DIR}/repro_{i}.py"
-            sb.put_file(path, script.encode())
-            res = sb.exec(f"cd {WORKDIR} && PYTHONPATH={WORKDIR} timeout "
-                          f"{int(settings.repro_timeout)} python {path}",
-                          timeout=settings.repro_timeout + 30)
-            if res.exit_code == 0:
-                verdict = "passes before any fix: it does not reproduce the issue"
-            elif res.timed_out or res.exit_code == 124:
-                verdict = "times out"
-            elif _BROKEN.search(res.output):
-                verdict = "broken: " + _BROKEN.search(res.output).group(1)
-            else:
-                verdict = "reproduces"
-            out["repro"][str(i)] = {"verdict": verdict, "exit_code": res.exit_code,
-                                    "output": res.output[-1500:]}
     out["seconds"] = round(time.monotonic() - t0, 3)
     return out
 
 
-
-def _repro_scripts(inst: Instance, files: dict[str, str], settings: SWEBenchSettings,
-                   store: RunStore, sampler_for: SamplerFor,
-                   reporter: Reporter) -> tuple[dict[int, str], tuple[int, int]]:
-    saved = store.read_json("repro.json")
-    if saved is None:
-        saved = {"scripts": [], "prompt_tokens": 0, "completion_tokens": 0, "error": None}
-        if settings.repro > 0:
-            reporter.stage(f"asking for {settings.repro} reproduction scripts")
-            params = SamplingParams(n=settings.repro, temperature=settings.temperature,
-                                    top_p=settings.top_p, max_tokens=settings.max_tokens,
-                                    seed=settings.seed + 7919)
-            try:
-                comps = sampler_for(inst, "repro").sample(
-                    repro_messages(inst.problem_statement, files), params)
-                texts = [parse_repro(c.text) for c in comps]
-                saved["scripts"] = list(dict.fromkeys(t for t in texts if t))
-                saved["prompt_tokens"] = comps[0].prompt_tokens if comps else 0
-                saved["completion_tokens"] = sum(c.completion_tokens for c in comps)
-                saved["unusable"] = sum(1 for t in texts if not t)
-            except SamplerError as exc:
-                saved["error"] = str(exc)
-        store.write_json("repro.json", saved)
-    return ({i: s for i, s in enumerate(saved["scripts"])},
-            (int(saved.get("prompt_tokens", 0)), int(saved.get("completion_tokens", 0))))
+def reproduction(inst: Instance, env: EnvInfo, spec: RepoSpec, files: dict[str, str],
+                 related: list[str], settings: SWEBenchSettings, store: RunStore,
+                 sampler_for: SamplerFor, reporter: Reporter) -> tuple[ReproOutcome, ReproPlan]:
+    """The model's reproduction tests for the instance, kept when they fail on the unpatched
+    code for the issue's reason: the same implementation as issue-only repair
+    (``tasks/reproduction.py``), run with the environment's Python under its prefix."""
+    plan = ReproPlan(count=settings.repro, temperature=settings.temperature,
+                     top_p=settings.top_p, max_tokens=min(settings.max_tokens, 1024),
+                     seed=settings.seed, timeout=settings.repro_timeout, python="python",
+                     prefix=env_prefix(spec))
+    outcome = reproduce(str(env.repo_path), inst.base_commit, inst.problem_statement, env.image,
+                        files, related, plan, store, lambda: sampler_for(inst, "repro"),
+                        settings.limits(), reporter.log)
+    return outcome, plan

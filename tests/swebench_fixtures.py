@@ -92,7 +92,7 @@ class Fixture:
     wrong: str
     """A plausible patch that does not fix the issue."""
     repro: str
-    """A reproduction script a model might write."""
+    """A reproduction test a model might write."""
     extra: dict = field(default_factory=dict)
 
 
@@ -194,8 +194,8 @@ def calc(root: Path) -> Fixture:
                                     "tests/test_stats.py::test_spread"]),
         "environment_setup_commit": base,
     }
-    repro = ("```python\nfrom calcpkg.stats import mean\n\nassert mean([1, 2]) == 1.5, "
-             "mean([1, 2])\n```\n")
+    repro = ("```python\nfrom calcpkg.stats import mean\n\n\ndef test_mean_of_two():\n"
+             "    assert mean([1, 2]) == 1.5, mean([1, 2])\n```\n")
     return Fixture(instance, repo, wrong, repro)
 
 
@@ -337,8 +337,10 @@ def djangolike(root: Path) -> Fixture:
             "test_slugify (utils_tests.test_text.TestUtilsText.test_slugify)"]),
         "environment_setup_commit": base,
     }
-    repro = ("Here is a script.\n```python\nfrom django.utils.text import slugify\n\n"
-             "got = slugify('___This is a test ---')\nassert got == 'this-is-a-test', got\n```\n")
+    repro = ("Here is a test.\n```python\nfrom django.utils.text import slugify\n\n\n"
+             "def test_strips_dashes_and_underscores():\n"
+             "    got = slugify('___This is a test ---')\n"
+             "    assert got == 'this-is-a-test', got\n```\n")
     return Fixture(instance, repo, wrong, repro)
 
 
@@ -500,7 +502,8 @@ def test_ilcm():''')})
         "PASS_TO_PASS": json.dumps(["test_igcd", "test_ilcm"]),
         "environment_setup_commit": base,
     }
-    repro = ("```python\nfrom sympy.core.numbers import igcd\nassert igcd(4, -6) == 2\n```\n")
+    repro = ("```python\nfrom sympy.core.numbers import igcd\n\n\n"
+             "def test_igcd_with_a_negative_argument():\n    assert igcd(4, -6) == 2\n```\n")
     return Fixture(instance, repo, wrong, repro)
 
 
@@ -546,7 +549,7 @@ class Fixtures:
     def replay(self, path: Path, wrong_votes: int = 2,
                aliases: dict[str, int] | None = None) -> Path:
         """Recorded completions: per instance the gold patch as a unified diff, the wrong
-        patch ``wrong_votes`` times, a completion with no edit; and one reproduction script.
+        patch ``wrong_votes`` times, a completion with no edit; and one reproduction test.
         ``aliases`` gives more instance ids the completions of fixture ``items[i]``."""
         lines = []
         named = [(f.instance["instance_id"], f) for f in self.items]

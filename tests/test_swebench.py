@@ -255,26 +255,6 @@ def test_related_tests_are_found_by_name():
     assert sb.related_test_files(files, ["setup.py"]) == []
 
 
-def test_reproduction_scripts_are_parsed_and_reported_in_the_runner_format(tmp_path):
-    assert sb.parse_repro("```python\nassert 1 + 1 == 2\n```") == "assert 1 + 1 == 2\n"
-    assert sb.parse_repro("no code here") is None
-    assert sb.parse_repro("```python\ndef broken(:\n```") is None
-    from patchswarm.verifiers.logparse import PARSERS
-
-    for fmt in ("pytest", "django", "sympy"):
-        ok, bad = sb._repro_lines(0, fmt)
-        assert PARSERS[fmt](ok).tests[sb.repro_id(0, fmt)] == "PASSED"
-        assert PARSERS[fmt](bad).tests[sb.repro_id(0, fmt)] == "FAILED"
-    block = sb.repro_block({0: "assert True\n"}, "pytest", 30)
-    here = block.replace("/tmp/patchswarm", str(tmp_path)).replace("cd /work", f"cd {tmp_path}")
-    out = subprocess.run(["sh", "-c", here], capture_output=True, text=True, cwd=tmp_path)
-    assert out.stdout.strip() == "PASSED patchswarm_repro_0.py::test_reproduction"
-    failing = sb.repro_block({1: "assert False\n"}, "django", 30)
-    here = failing.replace("/tmp/patchswarm", str(tmp_path)).replace("cd /work", f"cd {tmp_path}")
-    out = subprocess.run(["sh", "-c", here], capture_output=True, text=True, cwd=tmp_path)
-    assert out.stdout.strip() == f"{sb.repro_id(1, 'django')} ... FAIL"
-
-
 def test_missing_mirror_and_missing_commit(tmp_path):
     inst = sb.Instance("me__tool-1", "me/tool", "a" * 40, "issue", "1.0", "diff", ["t"], [])
     with pytest.raises(sb.InstanceError, match="no mirror of me/tool"):

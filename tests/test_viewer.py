@@ -386,7 +386,7 @@ def test_a_solve_run_shows_each_strategy_and_problem(tmp_path, browser):
 def test_a_swebench_run_shows_selection_repro_scripts_and_evaluation(tmp_path, browser):
     """A SWE-bench run of one small instance (the tests' own repository in the instance
     format), recorded completions, real sandboxes: the page shows the pick, each change's
-    selection verdict, the reproduction script before and after, and the evaluation."""
+    selection verdict, the reproduction test before and after, and the evaluation."""
     import swebench_fixtures
     from click.testing import CliRunner
     from selenium.webdriver.common.by import By

@@ -93,22 +93,37 @@ _REPRO = re.compile(r"repro(?:duction)?_(\d+)")
 
 
 def _repro(folder: Path, verdicts: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """SWE-bench selection's reproduction scripts: what each did on the unpatched code and,
-    per distinct change, what its test did after the change."""
+    """The reproduction tests (issue-only repair, SWE-bench selection): what each did on the
+    unpatched code and, per distinct change, what it did after the change. Run folders
+    written before reproduction tests replaced scripts keep ``scripts`` and the baseline's
+    ``repro`` verdicts; they are read as they were."""
     store = RunStore(folder)
-    scripts = (store.read_json("repro.json") or {}).get("scripts") or []
-    before = (store.read_json("baseline.json") or {}).get("repro") or {}
+    saved = store.read_json("repro.json") or {}
+    if "tests" in saved:
+        rows = [(int(t.get("index", i)), t.get("source") or t.get("text") or "",
+                 "reproduces" if t.get("kept") else (t.get("reason") or "discarded"),
+                 t.get("kept") or [])
+                for i, t in enumerate(saved["tests"])]
+    else:
+        before = (store.read_json("baseline.json") or {}).get("repro") or {}
+        rows = [(i, script, (before.get(str(i)) or {}).get("verdict", "not run"), [])
+                for i, script in enumerate(saved.get("scripts") or [])]
     out = []
-    for i, script in enumerate(scripts):
+    for i, script, verdict, kept in rows:
         after: dict[str, str] = {}
         for key, v in verdicts.items():
-            for test, outcome in (v.get("tests") or {}).items():
+            tests = v.get("tests") or {}
+            if kept:
+                outcomes = [tests.get(t, "NOT RUN") for t in kept]
+                passed = sum(o in ("PASSED", "XFAIL") for o in outcomes)
+                after[key] = "PASSED" if passed == len(kept) else \
+                    (f"{passed}/{len(kept)} passed" if passed else outcomes[0])
+                continue
+            for test, outcome in tests.items():
                 m = _REPRO.search(test)
                 if m and int(m.group(1)) == i:
                     after[key] = outcome
-        b = before.get(str(i)) or {}
-        out.append({"index": i, "script": script, "before": b.get("verdict", "not run"),
-                    "after": after})
+        out.append({"index": i, "script": script, "before": verdict, "after": after})
     return out
 
 

@@ -297,7 +297,7 @@ function reproTable(p) {
   if (!p.repro || !p.repro.length) return null;
   const keys = p.groups.map((g) => g.key);
   return el("div", {}, el("h3", { text: "reproduction tests: before and after each change" }),
-    el("table", { class: "repro" }, el("tr", {}, el("th", { text: "script" }),
+    el("table", { class: "repro" }, el("tr", {}, el("th", { text: "test" }),
       el("th", { text: "on the unpatched code" }),
       p.groups.map((g) => el("th", { text: `after rank ${g.rank}` }))),
     p.repro.map((r) => el("tr", {}, el("td", {}, el("details", {},
