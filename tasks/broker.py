@@ -22,6 +22,8 @@ VERIFY_QUEUE = "verify"
 SAMPLE_QUEUE = "sample"
 VERIFY_TASK = "patchswarm.verify"
 SAMPLE_TASK = "patchswarm.sample"
+PROGRESS_STATE = "PROGRESS"
+"""The task state a sampling worker stores while it generates (its counts as the result)."""
 
 
 

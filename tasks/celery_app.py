@@ -45,6 +45,7 @@ from patchswarm.verifiers.verdict import ERROR, Verdict
 from . import worker_sandboxes as sandboxes
 from .broker import (
     DEFAULT_BROKER,
+    PROGRESS_STATE,
     SAMPLE_QUEUE,
     SAMPLE_TASK,
     VERIFY_QUEUE,
@@ -359,6 +360,30 @@ def _sampler(model: str, endpoint: str | None) -> tuple[Any, threading.Lock]:
         return _SAMPLERS[k]
 
 
+PROGRESS_EVERY = 1.0
+"""Seconds between the progress a sampling worker stores in the result backend."""
+
+
+def _publish_progress(task: Any) -> Any:
+    """A progress callback for the worker's engine: the counts go to the result backend as
+    the task's ``PROGRESS`` state, at most once a second, where the caller reads them."""
+    last = [0.0]
+
+    def publish(p: Any) -> None:
+        now = time.monotonic()
+        if p.done or now - last[0] < PROGRESS_EVERY:
+            return  # the finished task's result carries the final counts
+        last[0] = now
+        try:
+            task.update_state(state=PROGRESS_STATE, meta={
+                "samples": p.samples, "finished": p.finished, "tokens": p.tokens,
+                "seconds": round(p.seconds, 3)})
+        except Exception:  # noqa: BLE001 - progress is for show; sampling goes on
+            log.debug("could not store sampling progress", exc_info=True)
+
+    return publish
+
+
 @app.task(name=SAMPLE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True,
           soft_time_limit=3600, time_limit=3660)
 def sample_task(self: Any, payload: Any) -> dict[str, Any]:
@@ -375,7 +400,14 @@ def sample_task(self: Any, payload: Any) -> dict[str, Any]:
     try:
         sampler, lock = _sampler(payload["model"], endpoint)
         with lock:  # an in-process engine serves one request at a time
-            completions = sampler.sample(payload["messages"], params)
+            streams = hasattr(sampler, "progress")
+            if streams:
+                sampler.progress = _publish_progress(self)
+            try:
+                completions = sampler.sample(payload["messages"], params)
+            finally:
+                if streams:
+                    sampler.progress = None
     except SamplerError as exc:
         return {"error": str(exc)}
     except Exception as exc:  # noqa: BLE001 - a model that cannot load is the user's to fix

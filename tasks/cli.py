@@ -139,9 +139,11 @@ def _orchestrator(broker: str | None):  # noqa: ANN202
     from .distributed import BrokerError, ClusterSettings, Orchestrator
 
     try:
-        return Orchestrator(ClusterSettings(broker=broker))
+        orch = Orchestrator(ClusterSettings(broker=broker))
     except BrokerError as exc:
         _fail(str(exc))
+    orch.sampling_progress = SamplingDisplay()  # the sampling workers' counts, as they come
+    return orch
 
 
 @main.command()

@@ -35,12 +35,19 @@ from typing import Any
 
 import redis
 
-from patchswarm.agent.sampler import Completion, SamplerError, SamplingParams
+from patchswarm.agent.sampler import (
+    Completion,
+    ProgressFn,
+    SampleProgress,
+    SamplerError,
+    SamplingParams,
+)
 from patchswarm.verifiers.unittests import PytestVerifier
 from patchswarm.verifiers.verdict import ERROR, TIMEOUT, Verdict
 
 from .broker import (  # noqa: F401 - names the CLI and tests import from here
     DEFAULT_BROKER,
+    PROGRESS_STATE,
     SAMPLE_QUEUE,
     SAMPLE_TASK,
     VERIFY_QUEUE,
@@ -147,6 +154,8 @@ class Orchestrator:
 
         check_broker(cluster.broker)
         self.cluster = cluster
+        self.sampling_progress: ProgressFn | None = None
+        """Given to every sampler this orchestrator makes: the workers' counts as they come."""
         self.app = make_app(cluster.broker)
         self.redis = redis.Redis.from_url(cluster.broker, socket_timeout=10,
                                           socket_connect_timeout=5)
@@ -395,7 +404,7 @@ class Orchestrator:
     # ------------------------------------------------------------------ runs
 
     def sampler(self, model: str, endpoint: str | None = None) -> RemoteSampler:
-        return RemoteSampler(self, model, endpoint)
+        return RemoteSampler(self, model, endpoint, self.sampling_progress)
 
     def repair(self, problem: Problem, settings: RepairSettings, run_dir: Path, model: str,
                endpoint: str | None = None, reporter: Reporter | None = None,
@@ -438,6 +447,8 @@ class _Flight:
     def __init__(self, orch: Orchestrator) -> None:
         self.o = orch
         self.jobs: dict[str, _Job] = {}
+        self.progress: dict[str, Any] = {}
+        """task id → the counts a sampling worker last stored as the task's progress."""
         self.notify_key = NOTIFY_PREFIX + uuid.uuid4().hex
         """Workers push here when one of these tasks has finished (its result stored)."""
 
@@ -485,6 +496,9 @@ class _Flight:
             meta = backend.decode_result(raw)
             if meta.get("status") in ("SUCCESS", "FAILURE", "REVOKED"):
                 finished.append((self.jobs.pop(tid), meta))
+                self.progress.pop(tid, None)
+            elif meta.get("status") == PROGRESS_STATE:
+                self.progress[tid] = meta.get("result")
         if finished:
             try:
                 o.redis.delete(*[backend.get_key_for_task(j.task_id) for j, _ in finished])
@@ -514,13 +528,28 @@ class _Flight:
             raise exc
 
 
+def progress_of(info: Any) -> SampleProgress | None:
+    """A worker's stored progress as counts, or None for anything malformed (it is shown,
+    never trusted)."""
+    try:
+        p = SampleProgress(samples=int(info["samples"]), finished=int(info["finished"]),
+                           tokens=int(info["tokens"]), seconds=float(info["seconds"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return p if min(p.samples, p.finished, p.tokens) >= 0 and p.seconds >= 0 else None
+
+
 class RemoteSampler:
     """The Sampler protocol over the ``sample`` queue: a worker holding the model answers."""
 
-    def __init__(self, orch: Orchestrator, model: str, endpoint: str | None = None) -> None:
+    def __init__(self, orch: Orchestrator, model: str, endpoint: str | None = None,
+                 progress: ProgressFn | None = None) -> None:
         self.o = orch
         self.model = model
         self.endpoint = endpoint
+        self.progress = progress
+        """Told the worker's counts while it generates (tokens, samples finished), as an
+        in-process engine tells its own, and once more when the samples arrive."""
 
     def sample(self, messages: list[dict[str, str]], params: SamplingParams) -> list[Completion]:
         self.o.wait_for_room()
@@ -532,18 +561,30 @@ class RemoteSampler:
         flight.submit(job)
         t0 = time.monotonic()
         warned = False
+        shown: list[SampleProgress] = []
         while True:
             for job, meta in flight.poll():
                 result = meta.get("result")
                 if meta.get("status") == "SUCCESS" and isinstance(result, dict):
                     if result.get("error"):
                         raise SamplerError(f"the sampling worker failed: {result['error']}")
-                    return [Completion(**c) for c in result["completions"]]
+                    completions = [Completion(**c) for c in result["completions"]]
+                    if self.progress is not None and shown:
+                        self.progress(SampleProgress(
+                            samples=len(completions), finished=len(completions),
+                            tokens=sum(c.completion_tokens for c in completions),
+                            seconds=time.monotonic() - t0, done=True))
+                    return completions
                 if job.attempts <= self.o.cluster.max_resubmits:
                     flight.resubmit(job)
                 else:
                     raise SamplerError(f"sampling failed on {job.attempts} tries: "
                                        f"{type(result).__name__}: {result}")
+            for info in flight.progress.values():
+                got = progress_of(info)
+                if got is not None and self.progress is not None and got != shown[-1:]:
+                    shown[:] = [got]
+                    self.progress(got)
             waited = time.monotonic() - t0
             if waited > 30 and not warned:
                 warned = True

@@ -767,6 +767,46 @@ def test_sampling_tasks_go_to_the_sampling_queue(broker, workers):
     assert "patchswarm.sample" in workers.read_log("sampler")
 
 
+@pytest.mark.vllm
+def test_a_sampling_worker_reports_progress_while_it_generates(broker, workers):
+    """A real sampling worker with the real small model: while it generates, the caller is
+    told the tokens and samples so far (read from the result backend), then the final counts,
+    which match the samples that arrive."""
+    from patchswarm.agent.models import TEST_MODEL
+    from patchswarm.agent.sampler import SamplingParams
+
+    queue = f"sample-test-{uuid.uuid4().hex[:8]}"
+    workers.start(broker, queue, "sampler")
+    seen = []
+    with Orchestrator(ClusterSettings(broker=broker, sample_queue=queue)) as orch:
+        orch.sampling_progress = seen.append
+        sampler = orch.sampler(TEST_MODEL)
+        completions = sampler.sample(
+            [{"role": "user", "content": "Write a long story about a lighthouse keeper, "
+                                         "at least five paragraphs."}],
+            SamplingParams(n=8, max_tokens=400, temperature=1.0, seed=1))
+    assert len(completions) == 8
+    during = [p for p in seen if not p.done]
+    assert during, f"no progress before the samples arrived: {seen}"
+    assert all(p.samples == 8 and 0 <= p.finished <= 8 for p in during)
+    assert [p.tokens for p in during] == sorted(p.tokens for p in during) and \
+        during[-1].tokens > 0
+    last = seen[-1]
+    assert last.done and last.finished == 8
+    assert last.tokens == sum(c.completion_tokens for c in completions) >= during[-1].tokens
+
+
+def test_progress_a_worker_stores_is_read_as_counts_or_ignored():
+    from patchswarm.tasks.distributed import progress_of
+
+    good = progress_of({"samples": 4, "finished": 1, "tokens": 120, "seconds": 2.5})
+    assert (good.samples, good.finished, good.tokens, good.done) == (4, 1, 120, False)
+    for bad in (None, "x", {"samples": 4}, {"samples": "a", "finished": 0, "tokens": 0,
+                                             "seconds": 0}, {"samples": 4, "finished": -1,
+                                                             "tokens": 0, "seconds": 0}):
+        assert progress_of(bad) is None
+
+
 # ----------------------------------------------------------------------------- faults
 
 def test_kill_9_of_a_verify_worker_mid_task(broker, workers, example, tmp_path):
