@@ -41,3 +41,24 @@ def make_sampler(model: str | None, endpoint: str | None = None) -> Sampler:
     from .sampler import VLLMSampler
 
     return VLLMSampler(str(resolve_model(str(name))), name=name)
+
+
+class SamplerOnDemand:
+    """A sampler factory for the runner: the sampler is made on the first call (an engine
+    starts only when a run needs one) and kept for the next calls until :meth:`close`."""
+
+    def __init__(self, model: str | None, endpoint: str | None = None) -> None:
+        self.model = model
+        self.endpoint = endpoint
+        self._sampler: Sampler | None = None
+
+    def __call__(self) -> Sampler:
+        if self._sampler is None:
+            self._sampler = make_sampler(self.model, self.endpoint)
+        return self._sampler
+
+    def close(self) -> None:
+        close = getattr(self._sampler, "close", None)
+        self._sampler = None
+        if close is not None:
+            close()

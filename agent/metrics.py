@@ -8,7 +8,7 @@
   with ties at the top broken at random and counted in expectation, never the best case.
 
 ``plot_coverage`` draws curves; reading them from run folders is the run store's business
-(``patchswarm.tasks.run_metrics``), so this module stays a leaf.
+(``patchswarm.tasks.engine.run_metrics``), so this module stays a leaf.
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ extras="$engine,bot"
 stamp_dir="${PATCHSWARM_HOME:-$HOME/.cache/patchswarm}"
 mkdir -p "$stamp_dir"
 stamp="$stamp_dir/setup-$(cat "$here/pyproject.toml" | sha256sum | cut -c1-16)-$extras"
-if [ -f "$stamp" ] && "$PY" -c "import patchswarm.tasks.cli, vllm" >/dev/null 2>&1 \
+if [ -f "$stamp" ] && "$PY" -c "import patchswarm.tasks.cli.main, vllm" >/dev/null 2>&1 \
    && [ "$("$PY" -c 'import patchswarm.agent, os; print(os.path.dirname(patchswarm.agent.__file__))')" = "$here/agent" ]; then
   :
 else

@@ -30,7 +30,7 @@ def base_image(docker_engine) -> str:
 @pytest.fixture
 def example_repo(tmp_path):
     """A factory: a real git repository made from a bundled example."""
-    from patchswarm.tasks import examples
+    from patchswarm.tasks.sources import examples
 
     def make(example_id: str) -> Path:
         return examples.materialise(example_id, tmp_path / example_id)
@@ -42,7 +42,7 @@ def example_repo(tmp_path):
 def env_image(base_image, tmp_path_factory) -> str:
     """The environment image of the `gradebook-average` example."""
     from patchswarm.sandbox.images import ensure_env_image
-    from patchswarm.tasks import examples
+    from patchswarm.tasks.sources import examples
 
     repo = examples.materialise("gradebook-average",
                                 tmp_path_factory.mktemp("env") / "gradebook-average")

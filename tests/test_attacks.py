@@ -19,7 +19,7 @@ import pytest
 
 from patchswarm.sandbox.container import OWNER, RUN_LABEL, Limits, SandboxPool
 from patchswarm.sandbox.engine import client
-from patchswarm.tasks import examples
+from patchswarm.tasks.sources import examples
 from patchswarm.verifiers.unittests import PytestVerifier
 
 pytestmark = pytest.mark.docker

@@ -12,8 +12,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from patchswarm.tasks import examples
-from patchswarm.tasks.batch import (
+from patchswarm.tasks.cli.main import main
+from patchswarm.tasks.sources import examples
+from patchswarm.tasks.sources.batch import (
     Batch,
     GitError,
     SpecError,
@@ -23,7 +24,6 @@ from patchswarm.tasks.batch import (
     run_batch,
     run_batch_parallel,
 )
-from patchswarm.tasks.cli import main
 
 SOLVED = ["gradebook-average", "inventory-reorder"]
 UNSOLVED = "duration-format"
@@ -152,7 +152,7 @@ def test_batch_over_three_repositories_resumes_and_publishes_only_when_asked(
     from concurrent.futures import ThreadPoolExecutor
 
     from patchswarm.agent.sampler import ReplaySampler
-    from patchswarm.tasks.runner import RepairSettings, repair
+    from patchswarm.tasks.engine.runner import RepairSettings, repair
 
     def repair_many(runs):  # noqa: ANN001, ANN202
         def one(item):  # noqa: ANN001, ANN202

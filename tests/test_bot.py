@@ -25,8 +25,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fake_github import FakeGitHub, FakeRepo
 
 from patchswarm.agent.sampler import ReplaySampler
-from patchswarm.tasks import examples
-from patchswarm.tasks.bot import (
+from patchswarm.tasks.engine.runner import RepairSettings
+from patchswarm.tasks.sources import examples
+from patchswarm.tasks.sources.github.app import create_app
+from patchswarm.tasks.sources.github.bot import (
     Bot,
     BotConfig,
     Ignored,
@@ -36,9 +38,7 @@ from patchswarm.tasks.bot import (
     sign,
     verify_signature,
 )
-from patchswarm.tasks.bot_app import create_app
-from patchswarm.tasks.github_client import GitHubApp, GitHubError, RateGate
-from patchswarm.tasks.runner import RepairSettings
+from patchswarm.tasks.sources.github.client import GitHubApp, GitHubError, RateGate
 
 PAYLOADS = Path(__file__).parent / "payloads"
 APP_ID = 424242
@@ -492,7 +492,7 @@ def test_delivery_ids_are_remembered_across_a_restart(tmp_path, fake, app_key):
 
 
 def test_jobs_left_unfinished_by_a_restart_are_taken_up_again(tmp_path, fake, app_key):
-    from patchswarm.tasks.bot import StateDB
+    from patchswarm.tasks.sources.github.bot import StateDB
 
     cfg = config(tmp_path, fake, app_key)
     db = StateDB(cfg.state_dir / "bot.sqlite")

@@ -22,12 +22,11 @@ from patchswarm.agent.candidate import Candidate
 from patchswarm.agent.normalise import patch_key
 from patchswarm.agent.ranking import Group
 from patchswarm.sandbox.container import Limits
-from patchswarm.tasks import examples
-from patchswarm.tasks.cache import NoCache, RedisVerdictCache, SqliteVerdictCache, cache_key
-from patchswarm.tasks.cli import main
-from patchswarm.tasks.distributed import SharedVerdictCache
-from patchswarm.tasks.problem import Problem
-from patchswarm.tasks.runner import (
+from patchswarm.tasks.cli.main import main
+from patchswarm.tasks.distributed.orchestrator import SharedVerdictCache
+from patchswarm.tasks.engine.cache import NoCache, RedisVerdictCache, SqliteVerdictCache, cache_key
+from patchswarm.tasks.engine.problem import Problem
+from patchswarm.tasks.engine.runner import (
     Environment,
     RepairSettings,
     Reporter,
@@ -37,7 +36,8 @@ from patchswarm.tasks.runner import (
     summarise,
     verify,
 )
-from patchswarm.tasks.store import RunStore
+from patchswarm.tasks.engine.store import RunStore
+from patchswarm.tasks.sources import examples
 from patchswarm.verifiers.unittests import PytestVerifier
 from patchswarm.verifiers.verdict import Verdict
 

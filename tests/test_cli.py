@@ -7,8 +7,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from patchswarm.tasks.cli import main
-from patchswarm.tasks.cli_help import COMMAND_GROUPS
+from patchswarm.tasks.cli.help import COMMAND_GROUPS
+from patchswarm.tasks.cli.main import main
 
 # Commands whose help this work owns; the others' modules have their own owners.
 OWNED_MODULES = {"cli", "cmd_status", "cmd_view", "cmd_solve", "cmd_verify", "cmd_sandbox",

@@ -11,7 +11,7 @@ from pathlib import Path
 SCRIPT = textwrap.dedent("""
     import subprocess, sys, warnings
     from pathlib import Path
-    from patchswarm.tasks.terminal import EngineOutput, console, out
+    from patchswarm.tasks.cli.terminal import EngineOutput, console, out
     log = Path(sys.argv[1]); verbose = sys.argv[2] == "1"
     o = EngineOutput(log, verbose)
     o.start()
@@ -56,7 +56,7 @@ def test_verbose_leaves_everything_on_the_terminal(tmp_path):
 def test_repair_and_demo_take_verbose():
     from click.testing import CliRunner
 
-    from patchswarm.tasks.cli import main
+    from patchswarm.tasks.cli.main import main
 
     for cmd in ("repair", "demo", "solve", "prove"):
         res = CliRunner().invoke(main, [cmd, "--help"])

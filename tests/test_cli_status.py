@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from viewer_runs import make_repair_run
 
-from patchswarm.tasks.cli import main
+from patchswarm.tasks.cli.main import main
 
 pytestmark = pytest.mark.docker
 

@@ -1,6 +1,6 @@
 """The Celery path against the real thing: a Redis server started here, real
-``celery -A patchswarm.tasks.celery_app worker`` processes, real Docker sandboxes verifying
-real candidate patches of a bundled example.
+``celery -A patchswarm.tasks.distributed.celery_app worker`` processes, real Docker sandboxes
+verifying real candidate patches of a bundled example.
 
 Fault tests kill a worker with SIGKILL in the middle of a task, restart Redis (which loses
 everything: it runs without persistence) in the middle of a run, and freeze a sandbox so that
@@ -25,16 +25,13 @@ import pytest
 import redis
 
 from patchswarm.agent.ranking import rank
-from patchswarm.tasks import examples
-from patchswarm.tasks.cache import NoCache
-from patchswarm.tasks.cmd_bench_pipeline import (
+from patchswarm.tasks.bench.pipeline import (
     candidates_from,
     originals_for,
     variant_patches,
     wait_for_workers,
 )
-from patchswarm.tasks.cmd_worker import spawn_worker
-from patchswarm.tasks.distributed import (
+from patchswarm.tasks.distributed.orchestrator import (
     VERIFY_TASK,
     BrokerError,
     ClusterSettings,
@@ -42,9 +39,12 @@ from patchswarm.tasks.distributed import (
     RemoteSampler,
     SharedVerdictCache,
 )
-from patchswarm.tasks.problem import local_problem
-from patchswarm.tasks.runner import RepairSettings, Reporter, groups_of, prepare, verify
-from patchswarm.tasks.store import RunStore
+from patchswarm.tasks.distributed.workers import spawn_worker
+from patchswarm.tasks.engine.cache import NoCache
+from patchswarm.tasks.engine.problem import local_problem
+from patchswarm.tasks.engine.runner import RepairSettings, Reporter, groups_of, prepare, verify
+from patchswarm.tasks.engine.store import RunStore
+from patchswarm.tasks.sources import examples
 from patchswarm.verifiers.unittests import PytestVerifier
 
 pytestmark = [pytest.mark.docker, pytest.mark.redis]
@@ -146,7 +146,7 @@ class Workers:
         proc = spawn_worker(url, [queue], concurrency, full, self.log(name), env=env)
         self.procs[name] = proc
         if wait:
-            from patchswarm.tasks.celery_app import make_app
+            from patchswarm.tasks.distributed.celery_app import make_app
 
             wait_for_workers(make_app(url), [full], timeout=60)
         return proc
@@ -192,7 +192,7 @@ class Shared:
         self.workers = Workers(tmp)
         for name in ("w1", "w2"):
             self.workers.start(url, self.queue, name, wait=False)
-        from patchswarm.tasks.celery_app import make_app
+        from patchswarm.tasks.distributed.celery_app import make_app
 
         wait_for_workers(make_app(url), [f"{n}@{socket.gethostname()}" for n in ("w1", "w2")])
 
@@ -314,7 +314,7 @@ def test_unreachable_broker_is_a_clear_error_before_any_work(tmp_path):
     issue = tmp_path / "issue.md"
     issue.write_text("averages are whole numbers")
     run_dir = tmp_path / "run"
-    cli = [sys.executable, "-c", "from patchswarm.tasks.cli import main; main()"]
+    cli = [sys.executable, "-c", "from patchswarm.tasks.cli.main import main; main()"]
     proc = subprocess.run([*cli, "repair", "--repo", str(repo), "--issue", str(issue),
                            "--test", "python -m pytest -q", "--run-dir", str(run_dir),
                            "--broker", dead], capture_output=True, text=True, timeout=60)
@@ -358,7 +358,7 @@ def test_malformed_messages_are_rejected_once_and_logged(broker, shared, example
 
 
 def test_a_missing_image_is_an_error_verdict_not_a_crash(broker, shared, example, tmp_path):
-    from patchswarm.tasks.runner import Environment
+    from patchswarm.tasks.engine.runner import Environment
 
     env = Environment("patchswarm/env:does-not-exist", example.env.files, example.env.spec)
     cluster = ClusterSettings(broker=broker, verify_queue=shared.queue, cache=False)
@@ -431,7 +431,7 @@ def test_verdict_cache_is_shared_by_workers_runs_and_paths(broker, shared, examp
 def test_a_resumed_run_verifies_only_what_is_missing(broker, shared, example, tmp_path):
     from click.testing import CliRunner
 
-    from patchswarm.tasks.cli import main
+    from patchswarm.tasks.cli.main import main
 
     patches = example.patches(4)
     cands = candidates_from(example.problem.id, patches, example.originals)
@@ -485,7 +485,7 @@ def probe_payload(example: Example, **fields) -> dict:
 def test_a_message_cannot_loosen_the_workers_limits(broker, shared, example):
     """Network on, 4 GiB and 100,000 processes asked for: the sandbox got the worker's own
     limits (no network, 1 GiB, 256), read from inside it; tighter ones are honoured."""
-    from patchswarm.tasks.celery_app import make_app
+    from patchswarm.tasks.distributed.celery_app import make_app
 
     app = make_app(broker)
     asked = {"network": True, "memory": "4g", "pids": 100_000, "cpus": 8.0,
@@ -521,7 +521,7 @@ def test_a_message_cannot_loosen_the_workers_limits(broker, shared, example):
 ])
 def test_a_malformed_or_greedy_message_is_refused_before_any_work(broker, shared, example,
                                                                    fields, why):
-    from patchswarm.tasks.celery_app import make_app
+    from patchswarm.tasks.distributed.celery_app import make_app
 
     res = make_app(broker).send_task(VERIFY_TASK, args=[probe_payload(example, **fields)],
                                      queue=shared.queue)
@@ -534,7 +534,7 @@ def test_a_message_cannot_make_a_worker_build_from_any_path(broker, shared, exam
     """The shared workers have no --build-root: a missing image is an error verdict and
     nothing is built, whatever the message's build record says."""
     from patchswarm.sandbox.images import image_exists
-    from patchswarm.tasks.celery_app import make_app
+    from patchswarm.tasks.distributed.celery_app import make_app
 
     image = f"patchswarm/env:never-{uuid.uuid4().hex[:8]}"
     build = {"repo": "/etc", "commit": "0" * 40, "python": "3.11",
@@ -553,7 +553,7 @@ def test_build_roots_and_signed_messages(broker, workers, example, tmp_path):
     """A worker given a build root and a task secret: it refuses unsigned messages and
     messages signed with another secret, builds only from repositories inside its root and
     runs no install step it was not allowed to."""
-    from patchswarm.tasks.celery_app import make_app
+    from patchswarm.tasks.distributed.celery_app import make_app
 
     root = tmp_path / "roots"
     inside = examples.materialise(EXAMPLE, root / "repo")
@@ -587,7 +587,7 @@ def test_build_roots_and_signed_messages(broker, workers, example, tmp_path):
               "runs no install steps from task messages"),
              ({"repo": str(root / ".." / "roots" / ".." / ".."), "commit": commit},
               "outside this worker's build roots")]
-    from patchswarm.tasks.task_schema import sign
+    from patchswarm.tasks.distributed.task_schema import sign
 
     for build, why in cases:
         payload = probe_payload(example, image=image, build=build)
@@ -626,7 +626,7 @@ def test_equal_keys_get_their_own_verdicts_on_the_workers(broker, shared, exampl
 def test_a_password_protected_broker(workers, example, tmp_path):
     """Redis with requirepass: a URL without the password is refused up front; workers and the
     orchestrator whose URLs carry it run as usual; messages never show it."""
-    from patchswarm.tasks.distributed import check_broker, redact
+    from patchswarm.tasks.distributed.orchestrator import check_broker, redact
 
     password = uuid.uuid4().hex
     server = RedisServer(AUTH_PORT, password)
@@ -692,7 +692,7 @@ def test_back_pressure_bounds_the_tasks_in_flight(broker, shared, example, tmp_p
 def test_closing_the_orchestrator_stops_its_waiting_threads(broker, example, tmp_path):
     """Ctrl-C or SIGTERM closes the orchestrator: a run waiting for workers (here there are
     none on the queue) ends at once instead of waiting out its tasks."""
-    from patchswarm.tasks.distributed import Stopped
+    from patchswarm.tasks.distributed.orchestrator import Stopped
 
     orch = Orchestrator(ClusterSettings(broker=broker, verify_queue=queue_name(), cache=False))
     join = in_thread(lambda: orch.verify(example.env, example.groups(example.patches(1)),
@@ -708,7 +708,7 @@ def test_compose_file_runs_commands_that_exist():
     import yaml
     from click.testing import CliRunner
 
-    from patchswarm.tasks.cli import main
+    from patchswarm.tasks.cli.main import main
 
     compose = yaml.safe_load((Path(__file__).parents[1] / "docker" / "compose.yml").read_text())
     services = compose["services"]
@@ -797,7 +797,7 @@ def test_a_sampling_worker_reports_progress_while_it_generates(broker, workers):
 
 
 def test_progress_a_worker_stores_is_read_as_counts_or_ignored():
-    from patchswarm.tasks.distributed import progress_of
+    from patchswarm.tasks.distributed.orchestrator import progress_of
 
     good = progress_of({"samples": 4, "finished": 1, "tokens": 120, "seconds": 2.5})
     assert (good.samples, good.finished, good.tokens, good.done) == (4, 1, 120, False)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from patchswarm.tasks.examples import (
+from patchswarm.tasks.sources.examples import (
     DEMO_EXAMPLES,
     EXAMPLES_DIR,
     list_examples,

@@ -12,9 +12,9 @@ import pytest
 
 from patchswarm.agent.repro import classify_failure, parse_repro_test, repo_modules
 from patchswarm.agent.sampler import ReplaySampler
-from patchswarm.tasks import examples
-from patchswarm.tasks.problem import local_problem
-from patchswarm.tasks.runner import RepairSettings, repair
+from patchswarm.tasks.engine.problem import local_problem
+from patchswarm.tasks.engine.runner import RepairSettings, repair
+from patchswarm.tasks.sources import examples
 from patchswarm.verifiers.grading import grade_repro
 
 EXAMPLE = "gradebook-average"
@@ -175,7 +175,7 @@ def test_no_surviving_reproduction_is_never_called_verified(tmp_path, base_image
 
 
 def test_a_worker_checks_the_reproduction_part_of_a_task():
-    from patchswarm.tasks.task_schema import SchemaError, WorkerConfig, validate_verify
+    from patchswarm.tasks.distributed.task_schema import SchemaError, WorkerConfig, validate_verify
 
     config = WorkerConfig.from_env("redis://127.0.0.1:6379/0", env={})
     task = {"image": "patchswarm/env:x", "patch": "", "key": "k",
@@ -203,7 +203,7 @@ def test_bench_issue_only_grades_both_modes_with_the_withheld_tests(tmp_path, ba
     the withheld tests grade them, and the ranking is recomputed for each smaller M."""
     from click.testing import CliRunner
 
-    from patchswarm.tasks.cli import main
+    from patchswarm.tasks.cli.main import main
 
     before, after = sources(tmp_path)
     rounds_up = before.replace("return sum(scores) // len(scores)",

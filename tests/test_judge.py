@@ -140,9 +140,9 @@ def test_repair_breaks_a_tie_of_verified_changes_with_the_judge(engine, tmp_path
     import subprocess
 
     from patchswarm.agent.sampler import ReplaySampler
-    from patchswarm.tasks import examples
-    from patchswarm.tasks.problem import local_problem
-    from patchswarm.tasks.runner import RepairSettings, repair
+    from patchswarm.tasks.engine.problem import local_problem
+    from patchswarm.tasks.engine.runner import RepairSettings, repair
+    from patchswarm.tasks.sources import examples
 
     example = "gradebook-average"
     meta = examples.load_example(example)

@@ -125,7 +125,7 @@ def test_bench_localisation_measures_recall_on_a_real_repository(tmp_path):
     dataset.write_text(json.dumps({"instance_id": "acme__widgets-1", "repo": "acme/widgets",
                                    "base_commit": commit, "patch": patch,
                                    "problem_statement": "spin() returns the wrong rate"}) + "\n")
-    from patchswarm.tasks.cmd_bench_localisation import localisation
+    from patchswarm.tasks.bench.localisation import localisation
 
     res = CliRunner().invoke(localisation, ["--dataset", str(dataset), "--repos-dir",
                                             str(tmp_path), "--json"])

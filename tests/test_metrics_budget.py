@@ -26,7 +26,7 @@ from patchswarm.agent.metrics import (
     selected_accuracy,
 )
 from patchswarm.agent.ranking import Group
-from patchswarm.tasks.run_metrics import coverage_plot, problem_counts
+from patchswarm.tasks.engine.run_metrics import coverage_plot, problem_counts
 
 
 def brute_pass_at_k(n: int, c: int, k: int) -> float:

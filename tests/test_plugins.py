@@ -64,8 +64,8 @@ def _pip(*args: str) -> subprocess.CompletedProcess:
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     # The installed ``patchswarm`` command, through this interpreter.
-    return subprocess.run([sys.executable, "-c", "from patchswarm.tasks.cli import main; main()",
-                           *args],
+    return subprocess.run([sys.executable, "-c",
+                           "from patchswarm.tasks.cli.main import main; main()", *args],
                           capture_output=True, text=True, timeout=300)
 
 

@@ -7,8 +7,8 @@ import json
 from patchswarm.agent.context import select_files, tokens
 from patchswarm.agent.prompts import choose_format, repair_messages
 from patchswarm.agent.ranking import Group, expected_score, rank, tied_best
-from patchswarm.tasks.cache import SqliteVerdictCache, cache_key
-from patchswarm.tasks.store import RunStore
+from patchswarm.tasks.engine.cache import SqliteVerdictCache, cache_key
+from patchswarm.tasks.engine.store import RunStore
 
 DIFF_1 = "--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a\n+b\n"
 DIFF_3 = "--- a/x.py\n+++ b/x.py\n@@ -1,2 +1,2 @@\n-a\n-c\n+b\n+d\n"
@@ -104,7 +104,7 @@ def test_the_cli_offers_exactly_the_engines_strategies():
     import click
 
     from patchswarm.agent.search import STRATEGIES
-    from patchswarm.tasks.cli import repair
+    from patchswarm.tasks.cli.main import repair
 
     (opt,) = [p for p in repair.params if p.name == "strategy"]
     assert isinstance(opt.type, click.Choice)

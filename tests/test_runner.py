@@ -12,9 +12,9 @@ import subprocess
 import pytest
 
 from patchswarm.agent.sampler import ReplaySampler
-from patchswarm.tasks import examples
-from patchswarm.tasks.problem import ProblemError, local_problem
-from patchswarm.tasks.runner import RepairSettings, repair
+from patchswarm.tasks.engine.problem import ProblemError, local_problem
+from patchswarm.tasks.engine.runner import RepairSettings, repair
+from patchswarm.tasks.sources import examples
 
 pytestmark = pytest.mark.docker
 

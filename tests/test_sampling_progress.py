@@ -25,7 +25,7 @@ def test_the_command_line_shows_sampling_progress_and_keeps_engine_logs_out(tmp_
                                                                              base_image):
     run_dir = tmp_path / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "patchswarm.tasks.cli", "demo", "--examples",
+        [sys.executable, "-m", "patchswarm.tasks.cli.main", "demo", "--examples",
          "gradebook-average", "-n", "2", "--model", TEST_MODEL, "--run-dir", str(run_dir)],
         capture_output=True, text=True, timeout=900, env={**os.environ, "COLUMNS": "200"})
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -86,7 +86,7 @@ def test_env_image_is_a_snapshot_with_a_pristine_copy(env_image, base_image):
 def test_install_step_and_ca_bundle(base_image, tmp_path):
     """An editable install runs in the image (into the virtual environment, which Debian's
     own Python would refuse), with the host's CA bundle passed in; the build log is kept."""
-    from patchswarm.tasks.sandbox_bench import INSTALL, make_bench_repo
+    from patchswarm.tasks.bench.sandbox import INSTALL, make_bench_repo
 
     bundle = host_ca_bundle()
     assert bundle is not None, "this machine has no CA bundle to pass in"
@@ -108,7 +108,7 @@ def test_install_step_and_ca_bundle(base_image, tmp_path):
 
 
 def test_image_cache_evicts_least_recently_used(base_image, tmp_path):
-    from patchswarm.tasks.sandbox_bench import make_bench_repo
+    from patchswarm.tasks.bench.sandbox import make_bench_repo
 
     old = ensure_env_image(make_bench_repo(tmp_path / "a", variant="lru-a"), "HEAD", base_image)
     time.sleep(1.1)
@@ -146,7 +146,7 @@ def test_prune_command_needs_a_budget():
 
 
 def _cli():  # noqa: ANN202
-    from patchswarm.tasks.cli import main
+    from patchswarm.tasks.cli.main import main
 
     return main
 

@@ -25,9 +25,9 @@ from click.testing import CliRunner
 from patchswarm.agent import math_search as ms
 from patchswarm.agent.models import TEST_MODEL, resolve_model
 from patchswarm.agent.sampler import VLLMSampler
-from patchswarm.tasks.cli import main
-from patchswarm.tasks.problem import ProblemError
-from patchswarm.tasks.solve import (
+from patchswarm.tasks.cli.main import main
+from patchswarm.tasks.engine.problem import ProblemError
+from patchswarm.tasks.sources.solve import (
     Grader,
     SolveSettings,
     budgets,
@@ -341,7 +341,7 @@ def test_prove_checks_each_sample_with_coq_and_reports_coverage(tmp_path, statem
     order = sorted(per_statement)
     replay = _replay_file(tmp_path / "r.jsonl", [t for k in order for t in per_statement[k]])
     run = tmp_path / "run"
-    cmd = [sys.executable, "-c", "from patchswarm.tasks.cli import main; main()", "prove",
+    cmd = [sys.executable, "-c", "from patchswarm.tasks.cli.main import main; main()", "prove",
            "--dataset", str(folder), "-n", "3", "--replay", str(replay), "--run-dir", str(run),
            "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

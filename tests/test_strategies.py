@@ -25,7 +25,7 @@ from patchswarm.agent.search.memory import (
     until_verified,
 )
 from patchswarm.sandbox.container import SandboxPool
-from patchswarm.tasks import examples
+from patchswarm.tasks.sources import examples
 from patchswarm.verifiers.unittests import PytestVerifier
 
 pytestmark = pytest.mark.docker

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from patchswarm.tasks import swebench as sb
-from patchswarm.tasks import swebench_specs as specs
+from patchswarm.tasks.sources import swebench as sb
+from patchswarm.tasks.sources.swebench import specs as specs
 
 sys.path.insert(0, str(Path(__file__).parent))
 import swebench_fixtures  # noqa: E402
@@ -37,7 +37,7 @@ def lite_rows(split: str) -> list[dict]:
 
 
 def cli(*args: str):
-    from patchswarm.tasks.cli import main
+    from patchswarm.tasks.cli.main import main
 
     return CliRunner().invoke(main, ["swebench", *args], catch_exceptions=False)
 
@@ -462,9 +462,9 @@ def test_run_selects_without_test_patch_and_evaluates_with_it(fx, tmp_path):
 @pytest.mark.docker
 @pytest.mark.redis
 def test_run_verifies_on_celery_workers(fx, tmp_path):
-    from patchswarm.tasks.celery_app import make_app
-    from patchswarm.tasks.cmd_bench_pipeline import wait_for_workers
-    from patchswarm.tasks.cmd_worker import spawn_worker
+    from patchswarm.tasks.bench.pipeline import wait_for_workers
+    from patchswarm.tasks.distributed.celery_app import make_app
+    from patchswarm.tasks.distributed.workers import spawn_worker
 
     exe = shutil.which("redis-server")
     assert exe, "redis-server is not installed: run `bash docker/setup.sh --test`"

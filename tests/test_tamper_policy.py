@@ -20,7 +20,7 @@ import pytest
 from patchswarm.sandbox import policy
 from patchswarm.sandbox.container import Limits, SandboxPool
 from patchswarm.sandbox.patching import apply_patch
-from patchswarm.tasks import examples
+from patchswarm.tasks.sources import examples
 from patchswarm.verifiers.unittests import PytestVerifier, patch_rules
 
 pytestmark = pytest.mark.docker

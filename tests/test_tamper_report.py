@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from patchswarm.sandbox.container import Limits, SandboxPool
-from patchswarm.tasks import examples
+from patchswarm.tasks.sources import examples
 from patchswarm.verifiers.pytest_signals import PLUGIN_LISTING, TAMPERED, judge_pytest_run
 from patchswarm.verifiers.unittests import PytestVerifier
 

@@ -21,10 +21,9 @@ from patchswarm.agent.normalise import patch_key
 from patchswarm.agent.ranking import Group
 from patchswarm.agent.sampler import Completion
 from patchswarm.agent.search.memory import MemoryContext, best_of_n
-from patchswarm.tasks import examples
-from patchswarm.tasks.cache import SqliteVerdictCache, patch_digest
-from patchswarm.tasks.problem import Problem
-from patchswarm.tasks.runner import (
+from patchswarm.tasks.engine.cache import SqliteVerdictCache, patch_digest
+from patchswarm.tasks.engine.problem import Problem
+from patchswarm.tasks.engine.runner import (
     Environment,
     RepairSettings,
     Reporter,
@@ -32,7 +31,8 @@ from patchswarm.tasks.runner import (
     summarise,
     verify,
 )
-from patchswarm.tasks.store import RunStore
+from patchswarm.tasks.engine.store import RunStore
+from patchswarm.tasks.sources import examples
 from patchswarm.verifiers.unittests import PytestVerifier
 
 RETURN = ('-    return sum(scores) // len(scores)\n'

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from patchswarm.tasks import examples
-from patchswarm.tasks.cli import main
+from patchswarm.tasks.cli.main import main
+from patchswarm.tasks.sources import examples
 
 
 def run(*args: str):

@@ -23,8 +23,8 @@ import pytest
 from viewer_runs import EXAMPLE, make_repair_run
 
 from patchswarm.agent.sampler import ReplaySampler
-from patchswarm.tasks import examples
-from patchswarm.tasks.runner import RepairSettings, repair
+from patchswarm.tasks.engine.runner import RepairSettings, repair
+from patchswarm.tasks.sources import examples
 
 pytestmark = pytest.mark.docker
 
@@ -87,7 +87,7 @@ class Viewer:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "patchswarm.tasks.cli", "view", str(folder),
+            [sys.executable, "-m", "patchswarm.tasks.cli.main", "view", str(folder),
              "--port", str(self.port), "--interval", "0.5"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 30
@@ -258,7 +258,7 @@ def test_export_is_one_offline_file_with_the_same_counts(run_dir, browser, tmp_p
     from selenium.webdriver.common.by import By
 
     out = tmp_path / "run.html"
-    proc = subprocess.run([sys.executable, "-m", "patchswarm.tasks.cli", "view", str(run_dir),
+    proc = subprocess.run([sys.executable, "-m", "patchswarm.tasks.cli.main", "view", str(run_dir),
                            "--export", str(out)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["run.html"]
@@ -281,7 +281,7 @@ def test_view_refuses_what_is_not_a_run(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     for path, words in ((tmp_path, "is not a run folder"), (tmp_path / "notes.txt", "is a file"),
                         (tmp_path / "missing", "does not exist")):
-        proc = subprocess.run([sys.executable, "-m", "patchswarm.tasks.cli", "view", str(path),
+        proc = subprocess.run([sys.executable, "-m", "patchswarm.tasks.cli.main", "view", str(path),
                                "--export", str(tmp_path / "x.html")],
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2, proc.stderr
@@ -294,7 +294,7 @@ def test_a_batch_folder_lists_each_problem_with_its_outcome(run_dir, tmp_path, b
     import yaml
     from selenium.webdriver.common.by import By
 
-    from patchswarm.tasks.batch import load_spec, run_batch
+    from patchswarm.tasks.sources.batch import load_spec, run_batch
     from patchswarm.tasks.viewer.data import load
 
     repo = examples.materialise(EXAMPLE, tmp_path / "repo")
@@ -348,7 +348,7 @@ def test_a_solve_run_shows_each_strategy_and_problem(tmp_path, browser):
     from click.testing import CliRunner
     from selenium.webdriver.common.by import By
 
-    from patchswarm.tasks.cli import main
+    from patchswarm.tasks.cli.main import main
     from patchswarm.tasks.viewer.data import load
     from patchswarm.tasks.viewer.server import export
 
@@ -391,7 +391,7 @@ def test_a_swebench_run_shows_selection_repro_scripts_and_evaluation(tmp_path, b
     from click.testing import CliRunner
     from selenium.webdriver.common.by import By
 
-    from patchswarm.tasks.cli import main
+    from patchswarm.tasks.cli.main import main
     from patchswarm.tasks.viewer.data import load
     from patchswarm.tasks.viewer.server import export
 
@@ -444,7 +444,7 @@ def test_a_prove_run_shows_each_proof_and_the_checkers_message(tmp_path, browser
     replay.write_text("".join(json.dumps({"text": t, "completion_tokens": 12}) + "\n"
                               for t in (real, real, real, wrong)))
     run = tmp_path / "prove"
-    proc = subprocess.run([sys.executable, "-m", "patchswarm.tasks.cli", "prove", "--dataset",
+    proc = subprocess.run([sys.executable, "-m", "patchswarm.tasks.cli.main", "prove", "--dataset",
                            str(folder), "-n", "2", "--replay", str(replay), "--run-dir",
                            str(run)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -8,9 +8,9 @@ import pytest
 
 from patchswarm.agent.models import TEST_MODEL, resolve_model
 from patchswarm.agent.sampler import SamplerError, SamplingParams, VLLMSampler
-from patchswarm.tasks import examples
-from patchswarm.tasks.problem import local_problem
-from patchswarm.tasks.runner import RepairSettings, repair
+from patchswarm.tasks.engine.problem import local_problem
+from patchswarm.tasks.engine.runner import RepairSettings, repair
+from patchswarm.tasks.sources import examples
 
 pytestmark = pytest.mark.vllm
 

@@ -12,7 +12,7 @@ from patchswarm.agent.candidate import Candidate
 from patchswarm.agent.edits import parse_edits
 from patchswarm.agent.sampler import ReplaySampler, SamplingParams
 from patchswarm.agent.usable import REASONS, reask_count, same_budget, unusable_reason
-from patchswarm.tasks.cmd_bench_yield import RecordingSampler, aggregate, load_replay
+from patchswarm.tasks.bench.sample_yield import RecordingSampler, aggregate, load_replay
 
 CALC = "def add(a, b):\n    return a - b\n\n\ndef sub(a, b):\n    return a - b\n"
 TWO = {"calc.py": CALC, "util.py": "def one():\n    return 1\n"}
@@ -149,7 +149,7 @@ DURATION_FIX = ('    if hours:\n        return f"{hours}:{minutes:02d}:{secs:02d
 
 
 def _records(tmp_path) -> list[dict]:
-    from patchswarm.tasks import examples
+    from patchswarm.tasks.sources import examples
 
     repo = examples.materialise("gradebook-average", tmp_path / "gold")
     before = (repo / "gradebook.py").read_text()
@@ -177,7 +177,7 @@ def _records(tmp_path) -> list[dict]:
 
 @pytest.mark.docker
 def test_bench_yield_end_to_end_over_replayed_samples(tmp_path, base_image) -> None:
-    from patchswarm.tasks.cli import main
+    from patchswarm.tasks.cli.main import main
 
     replay = tmp_path / "replay.jsonl"
     replay.write_text("".join(json.dumps(r) + "\n" for r in _records(tmp_path)))

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 from patchswarm.agent.sampler import ReplaySampler
-from patchswarm.tasks import examples
-from patchswarm.tasks.problem import local_problem
-from patchswarm.tasks.runner import RepairResult, RepairSettings, repair
+from patchswarm.tasks.engine.problem import local_problem
+from patchswarm.tasks.engine.runner import RepairResult, RepairSettings, repair
+from patchswarm.tasks.sources import examples
 
 EXAMPLE = "gradebook-average"
 

@@ -22,9 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from patchswarm.agent.metrics import coverage_curve
-from patchswarm.tasks.store import RunStore, read_jsonl
-
-from .problem import _mtime, cost_split, finished, read_problem
+from patchswarm.tasks.engine.store import RunStore, read_jsonl
+from patchswarm.tasks.viewer.problem import _mtime, cost_split, finished, read_problem
 
 KINDS = ("repair", "runs", "batch", "swebench", "prove", "solve")
 _SKIP_DIRS = {"clones", "repos", "eval", ".git", "patches", "logs"}
@@ -226,7 +225,7 @@ def _empty(pid: str, folder: Path) -> dict[str, Any]:
 def _solve(path: Path) -> dict[str, Any]:
     """Math strategies: curves of accuracy against cost, one per strategy, and per problem
     each strategy's pick at each budget."""
-    from patchswarm.tasks.solve import summarise
+    from patchswarm.tasks.sources.solve import summarise
 
     report = summarise(path)
     series = [{"name": name, "points": [[round(p["cost"], 3), round(p["accuracy"], 4)]

@@ -1,7 +1,7 @@
 """One problem's run folder (the run store's files) read into a plain dict for the page.
 
 A problem folder holds ``candidates.jsonl`` and ``verdicts.jsonl`` as
-:class:`patchswarm.tasks.store.RunStore` writes them, and, once finished, ``summary.json``
+:class:`patchswarm.tasks.engine.store.RunStore` writes them, and, once finished, ``summary.json``
 (repairs), ``judge.json`` (tie-break scores), ``best.patch``; SWE-bench instances add
 ``result.json``, ``eval.jsonl``, ``repro.json`` and ``baseline.json``; proofs keep their
 Coq file under ``proof`` instead of ``patch``. Everything here only reads.
@@ -15,8 +15,8 @@ from typing import Any
 
 from patchswarm.agent.metrics import pass_at_k
 from patchswarm.agent.ranking import Group, rank
-from patchswarm.tasks.store import RunStore, read_jsonl
-from patchswarm.tasks.verification import mark
+from patchswarm.tasks.engine.store import RunStore, read_jsonl
+from patchswarm.tasks.engine.verification import mark
 from patchswarm.verifiers.verdict import Verdict
 
 LOG_TAIL = 20_000

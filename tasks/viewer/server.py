@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .data import ViewError, load, state
+from patchswarm.tasks.viewer.data import ViewError, load, state
 
 POLL_MS = 2000
 

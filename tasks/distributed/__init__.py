@@ -1,0 +1,1 @@
+"""Distribution: the Celery orchestrator and workers, the broker, the task message schema."""

@@ -1,0 +1,1 @@
+"""The GitHub bot: webhook app, state, the GitHub client."""
