@@ -21,6 +21,9 @@ its outcome and the type of the exception it raised on the unpatched code:
 - a ``pytest.raises(E)`` that fails because nothing was raised counts only where the issue
   names ``E``: a test expecting an exception the issue never mentions has made up the
   behaviour it checks.
+- a test that uses numbers the issue never states (when it states some; small integers
+  aside) has made up its example, and with it usually a wrong expected value: discarded
+  (:func:`unstated_numbers`).
 
 A test function with several ``assert`` statements at its top level is split into one
 function per assertion (:func:`split_asserts`), each keeping every other statement: a small
@@ -228,6 +231,11 @@ def judge_baseline(repro: ReproTest, test_path: str, tests: dict[str, str],
                        if not exception_named(issue, e)]
             if made_up:
                 verdict = f"expects {made_up[0]}, which the issue does not name"
+        if verdict == KEPT:
+            unstated = unstated_numbers(repro.source or "", fn, issue)
+            if unstated:
+                verdict = (f"uses numbers the issue does not state ({', '.join(unstated[:3])}): "
+                           "its expected values are made up")
         repro.outcomes[fn] = f"{outcome} {exc}".strip() if exc else outcome
         if verdict == KEPT:
             kept.append(nodeid)
@@ -279,6 +287,39 @@ def expected_raises(source: str, function: str) -> list[str]:
                     names = arg.elts if isinstance(arg, ast.Tuple) else [arg]
                     out += [n.id if isinstance(n, ast.Name) else n.attr for n in names
                             if isinstance(n, ast.Name | ast.Attribute)]
+    return out
+
+
+SMALL = 10
+"""Integers up to this size are incidental (indexes, counts, sizes) and never checked."""
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w])")
+
+
+def unstated_numbers(source: str, function: str, issue: str) -> list[str]:
+    """The numbers in ``function`` that the issue text never states, when the issue states
+    numbers at all: a test whose inputs or expected values are not the issue's own example
+    has made them up, and a small model's made-up expected values are often wrong (an
+    average of 88, 89 and 90 "is" 89.3). Integers up to :data:`SMALL` are not checked."""
+    stated = {float(m) for m in _NUMBER.findall(issue)}
+    if not stated:
+        return []
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return []
+    out: list[str] = []
+    for node in tree.body:
+        if not (isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                and node.name == function):
+            continue
+        for c in ast.walk(node):
+            v = c.value if isinstance(c, ast.Constant) else None
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                continue
+            if isinstance(v, int) and abs(v) <= SMALL:
+                continue
+            if float(v) not in stated and -float(v) not in stated and repr(v) not in out:
+                out.append(repr(v))
     return out
 
 

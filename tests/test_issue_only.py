@@ -94,6 +94,23 @@ def test_a_made_up_expected_exception_is_not_a_reproduction():
     assert t.kept == ["tests/t.py::test_raises"]
 
 
+def test_a_test_with_numbers_the_issue_never_states_is_not_a_reproduction():
+    from patchswarm.agent.repro import ReproTest, judge_baseline, unstated_numbers
+
+    issue = examples.load_example(EXAMPLE)["issue"]  # 90 and 85 give 87, expected 87.5
+    src = ("from gradebook import average\n\n\ndef test_made_up():\n"
+           "    assert average([88, 89, 90]) == 89.3\n\n\n"
+           "def test_from_the_issue():\n    assert average([90, 85]) == 87.5\n"
+           "    assert len([1, 2, 3]) == 3\n")
+    assert sorted(unstated_numbers(src, "test_made_up", issue)) == ["89", "89.3"]
+    assert unstated_numbers(src, "test_from_the_issue", issue) == []
+    assert unstated_numbers(src, "test_made_up", "no numbers in this issue") == []
+    t = ReproTest(0, "", src, ["test_made_up", "test_from_the_issue"])
+    failed = {"tests/t.py::test_made_up": "FAILED", "tests/t.py::test_from_the_issue": "FAILED"}
+    judge_baseline(t, "tests/t.py", failed, dict.fromkeys(failed, "AssertionError"), issue)
+    assert t.kept == ["tests/t.py::test_from_the_issue"]
+
+
 def test_grade_repro_puts_regressions_first_and_counts_agreeing_tests():
     groups = {"0": ["a"], "1": ["b"], "2": ["c"]}
     ok = grade_repro({"a": "PASSED", "b": "PASSED", "c": "FAILED", "p": "PASSED"}, groups,
