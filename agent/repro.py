@@ -234,8 +234,8 @@ def judge_baseline(repro: ReproTest, test_path: str, tests: dict[str, str],
         if verdict == KEPT:
             unstated = unstated_numbers(repro.source or "", fn, issue)
             if unstated:
-                verdict = (f"uses numbers the issue does not state ({', '.join(unstated[:3])}): "
-                           "its expected values are made up")
+                verdict = ("uses numbers the issue does not state: "
+                           f"{', '.join(unstated[:3])} (a made-up example)")
         repro.outcomes[fn] = f"{outcome} {exc}".strip() if exc else outcome
         if verdict == KEPT:
             kept.append(nodeid)

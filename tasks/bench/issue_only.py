@@ -307,7 +307,7 @@ def run_issue_only_bench(example_ids: list[str], sampler_for: SamplerFor, model:
                    "engine, e.g. http://127.0.0.1:8000/v1.")
 @click.option("-n", "n", default=8, show_default=True, type=click.IntRange(1, 256),
               help="Fix samples per example (both modes share them).")
-@click.option("--repro", default=4, show_default=True, type=click.IntRange(0, 64),
+@click.option("--repro", default=6, show_default=True, type=click.IntRange(0, 64),
               help="Reproduction tests per example in issue-only mode; the JSON also ranks "
                    "with each smaller M.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the first sample.")

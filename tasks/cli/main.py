@@ -129,7 +129,7 @@ issue_only_option = click.option(
 repro_option = click.option(
     "--repro", "repro", default=None, type=click.IntRange(min=0), metavar="M",
     help="Reproduction tests to sample in issue-only repair, a budget apart from -n "
-         "(default 4).")
+         "(default 6).")
 
 
 def orchestrator(broker: str | None):  # noqa: ANN202

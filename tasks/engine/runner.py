@@ -47,7 +47,7 @@ from patchswarm.verifiers.unittests import PytestVerifier
 from patchswarm.verifiers.verdict import ERROR, Verdict
 
 EMPTY_KEY = "empty"
-REPRO_DEFAULT = 4
+REPRO_DEFAULT = 6
 """Default M (see the README's issue-only section for the measurement behind it)."""
 
 
