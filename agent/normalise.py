@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
+from . import pyast
 from .edits import apply_patch_to_files
 
 __all__ = [
@@ -68,9 +69,9 @@ def normalise_python(source: str) -> str:
     good one.
     """
     try:
-        tree = ast.parse(source)
+        tree = pyast.parse(source)
         _drop_docstrings(tree)
-        return ast.unparse(tree)
+        return pyast.unparse(tree)
     except (SyntaxError, ValueError, RecursionError):
         # ValueError: null bytes (3.11); RecursionError: absurdly nested expressions.
         return _SYNTAX_ERROR_PREFIX + normalise_text(source, drop_hash_comments=True)

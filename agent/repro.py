@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from . import pyast
 from .prompts import SYSTEM
 
 REPRO_INSTRUCTIONS = (
@@ -142,7 +143,7 @@ def parse_repro_test(text: str, repo_modules: set[str]) -> tuple[str | None, lis
     if not source or not source.strip():
         return None, [], "no code block found"
     try:
-        tree = ast.parse(source)
+        tree = pyast.parse(source)
     except (SyntaxError, ValueError) as exc:
         return None, [], f"does not parse: {type(exc).__name__}"
     functions = [n.name for n in tree.body
@@ -274,7 +275,7 @@ def test_dir_of(test_ids: list[str], paths: list[str]) -> str:
 def expected_raises(source: str, function: str) -> list[str]:
     """The exception names ``function`` in ``source`` expects through ``pytest.raises``."""
     try:
-        tree = ast.parse(source)
+        tree = pyast.parse(source)
     except (SyntaxError, ValueError):
         return []
     out: list[str] = []
@@ -304,7 +305,7 @@ def unstated_numbers(source: str, function: str, issue: str) -> list[str]:
     if not stated:
         return []
     try:
-        tree = ast.parse(source)
+        tree = pyast.parse(source)
     except (SyntaxError, ValueError):
         return []
     out: list[str] = []
@@ -348,4 +349,4 @@ def split_asserts(tree: ast.Module, functions: list[str]
             body.append(variant)
             names.append(variant.name)
     tree.body = body
-    return ast.unparse(ast.fix_missing_locations(tree)).rstrip() + "\n", names, None
+    return pyast.unparse(ast.fix_missing_locations(tree)).rstrip() + "\n", names, None

@@ -12,6 +12,8 @@ import ast
 import copy
 import re
 
+from . import pyast
+
 _DEF_LINE = re.compile(r"^\s*(?:async\s+def|def|class)\s+\w+.*$")
 
 
@@ -25,7 +27,7 @@ def _signature(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> l
     several lines, or a one-line def, comes out whole and alone)."""
     bare = copy.copy(node)
     bare.body = [ast.Pass()]
-    text = ast.unparse(bare).splitlines()[:-1]
+    text = pyast.unparse(bare).splitlines()[:-1]
     pad = " " * node.col_offset
     return [pad + ln for ln in text]
 
@@ -72,7 +74,7 @@ def skeleton(source: str, full_docs: bool = False) -> str:
     replaced by ``...``."""
     lines = source.splitlines()
     try:
-        tree = ast.parse(source)
+        tree = pyast.parse(source)
     except (SyntaxError, ValueError):
         return "\n".join(ln for ln in lines if _DEF_LINE.match(ln)) + "\n"
     out: list[str] = []
@@ -85,7 +87,7 @@ def symbols(source: str) -> list[tuple[str, int, int]]:
     """(qualified name, first line, last line) of every class and function in a file, for
     localising an issue to a function."""
     try:
-        tree = ast.parse(source)
+        tree = pyast.parse(source)
     except (SyntaxError, ValueError):
         return []
     out: list[tuple[str, int, int]] = []
