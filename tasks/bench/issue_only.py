@@ -35,8 +35,8 @@ import click
 from patchswarm.agent.budget import Ledger
 from patchswarm.agent.candidate import Candidate
 from patchswarm.agent.ranking import Group, rank
-from patchswarm.agent.sampler import Completion, ReplaySampler, Sampler, SamplingParams
-from patchswarm.tasks.bench.sample_yield import RecordingSampler, load_replay
+from patchswarm.agent.sampler import Completion, Sampler, SamplingParams
+from patchswarm.tasks.bench.sample_yield import example_samplers
 from patchswarm.tasks.engine.store import RunStore
 from patchswarm.verifiers.grading import grade_repro
 from patchswarm.verifiers.verdict import Verdict
@@ -334,44 +334,7 @@ def issue_only(model: str | None, endpoint: str | None, n: int, repro: int, seed
       patchswarm bench issue-only -n 8 --repro 4 --record issue-only.jsonl --json
       patchswarm bench issue-only --replay issue-only.jsonl --json
     """
-    from patchswarm.agent.models import DEFAULT_MODEL
-    from patchswarm.tasks.sources import examples as ex
-
-    ids = ex.list_examples() if which == "all" else which.split(",")
-    unknown = [i for i in ids if i not in ex.list_examples()]
-    if unknown:
-        raise click.ClickException(f"unknown examples {unknown}; known: "
-                                   f"{', '.join(ex.list_examples())}")
-    if replay is not None and (record is not None or endpoint is not None):
-        raise click.UsageError("--replay feeds recorded completions: it takes no --record "
-                               "or --endpoint")
-    engine: list[Sampler] = []
-    if replay is not None:
-        recorded = load_replay(replay)
-        model = model or next(iter(recorded.values()))[0].get("model") or "replay"
-
-        def sampler_for(eid: str) -> Callable[[], Sampler]:
-            return lambda: ReplaySampler(recorded.get(eid, []), model=str(model))
-    else:
-        model = model or (None if endpoint else DEFAULT_MODEL)
-
-        def shared() -> Sampler:
-            if not engine:
-                if endpoint:
-                    from patchswarm.agent.openai_backend import OpenAISampler
-
-                    engine.append(OpenAISampler(endpoint, model))
-                else:
-                    from patchswarm.agent.models import resolve_model
-                    from patchswarm.agent.sampler import VLLMSampler
-
-                    engine.append(VLLMSampler(str(resolve_model(str(model))), name=model))
-            return engine[0]
-
-        def sampler_for(eid: str) -> Callable[[], Sampler]:
-            if record is None:
-                return shared
-            return lambda: RecordingSampler(shared(), eid, record)
+    chosen = example_samplers(which, model, endpoint, record, replay)
 
     def log(msg: str) -> None:
         click.echo(msg, err=True)
@@ -379,12 +342,11 @@ def issue_only(model: str | None, endpoint: str | None, n: int, repro: int, seed
     tmp = None if run_dir else tempfile.TemporaryDirectory(prefix="patchswarm-issue-only-")
     where = Path(run_dir) if run_dir else Path(tmp.name)  # type: ignore[union-attr]
     try:
-        result = run_issue_only_bench(ids, sampler_for, str(model or endpoint), where, n=n,
-                                      repro=repro, seed=seed,
+        result = run_issue_only_bench(chosen.ids, chosen.sampler_for, chosen.model, where,
+                                      n=n, repro=repro, seed=seed,
                                       settings={"max_tokens": max_tokens}, log=log)
     finally:
-        for s in engine:
-            s.close()
+        chosen.close()
         if tmp is not None:
             tmp.cleanup()
     if as_json:

@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ import click
 
 from patchswarm.agent.candidate import Candidate
 from patchswarm.agent.edits import parse_edits
+from patchswarm.agent.factory import SamplerOnDemand, model_for
 from patchswarm.agent.metrics import coverage_curve, mean_pass_at_k
 from patchswarm.agent.normalise import patch_key
 from patchswarm.agent.sampler import Completion, ReplaySampler, Sampler, SamplingParams
@@ -192,6 +194,51 @@ def run_yield_bench(example_ids: list[str], sampler_for: Callable[[str], Callabl
     return out
 
 
+
+@dataclass
+class ExampleSamplers:
+    """The examples a bench runs and, per example, where its samples come from: a recording
+    (``--replay``), or one shared engine or endpoint, recorded per example with ``--record``."""
+
+    ids: list[str]
+    model: str
+    sampler_for: Callable[[str], Callable[[], Sampler]]
+    engine: SamplerOnDemand | None = None
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+
+
+def example_samplers(which: str, model: str | None, endpoint: str | None,
+                     record: Path | None, replay: Path | None) -> ExampleSamplers:
+    """``--examples``, ``--model``, ``--endpoint``, ``--record`` and ``--replay`` of a bench
+    over the bundled examples, checked; click errors say what to change."""
+    from patchswarm.tasks.sources import examples as ex
+
+    ids = ex.list_examples() if which == "all" else which.split(",")
+    unknown = [i for i in ids if i not in ex.list_examples()]
+    if unknown:
+        raise click.ClickException(f"unknown examples {unknown}; known: "
+                                   f"{', '.join(ex.list_examples())}")
+    if replay is not None and (record is not None or endpoint is not None):
+        raise click.UsageError("--replay feeds recorded completions: it takes no --record "
+                               "or --endpoint")
+    if replay is not None:
+        recorded = load_replay(replay)
+        name = model or next(iter(recorded.values()))[0].get("model") or "replay"
+        return ExampleSamplers(ids, str(name), lambda eid: lambda: ReplaySampler(
+            recorded.get(eid, []), model=str(name)))
+    engine = SamplerOnDemand(model, endpoint)
+    name = model_for(model, endpoint) or endpoint
+
+    def sampler_for(eid: str) -> Callable[[], Sampler]:
+        if record is None:
+            return engine
+        return lambda: RecordingSampler(engine(), eid, record)
+
+    return ExampleSamplers(ids, str(name), sampler_for, engine)
+
 @click.command("yield")
 @click.option("--model", default=None,
               help="Model name or Hugging Face folder (default: the default model).")
@@ -229,44 +276,7 @@ def yield_(model: str | None, endpoint: str | None, n: int, seed: int, which: st
       patchswarm bench yield -n 8 --record yield.jsonl --json
       patchswarm bench yield --replay yield.jsonl --json
     """
-    from patchswarm.agent.models import DEFAULT_MODEL
-    from patchswarm.tasks.sources import examples as ex
-
-    ids = ex.list_examples() if which == "all" else which.split(",")
-    unknown = [i for i in ids if i not in ex.list_examples()]
-    if unknown:
-        raise click.ClickException(f"unknown examples {unknown}; known: "
-                                   f"{', '.join(ex.list_examples())}")
-    if replay is not None and (record is not None or endpoint is not None):
-        raise click.UsageError("--replay feeds recorded completions: it takes no --record "
-                               "or --endpoint")
-    engine: list[Sampler] = []
-    if replay is not None:
-        recorded = load_replay(replay)
-        model = model or next(iter(recorded.values()))[0].get("model") or "replay"
-
-        def sampler_for(eid: str) -> Callable[[], Sampler]:
-            return lambda: ReplaySampler(recorded.get(eid, []), model=str(model))
-    else:
-        model = model or (None if endpoint else DEFAULT_MODEL)
-
-        def shared() -> Sampler:
-            if not engine:
-                if endpoint:
-                    from patchswarm.agent.openai_backend import OpenAISampler
-
-                    engine.append(OpenAISampler(endpoint, model))
-                else:
-                    from patchswarm.agent.models import resolve_model
-                    from patchswarm.agent.sampler import VLLMSampler
-
-                    engine.append(VLLMSampler(str(resolve_model(str(model))), name=model))
-            return engine[0]
-
-        def sampler_for(eid: str) -> Callable[[], Sampler]:
-            if record is None:
-                return shared
-            return lambda: RecordingSampler(shared(), eid, record)
+    chosen = example_samplers(which, model, endpoint, record, replay)
 
     def log(msg: str) -> None:
         click.echo(msg, err=True)
@@ -275,11 +285,10 @@ def yield_(model: str | None, endpoint: str | None, n: int, seed: int, which: st
     tmp = None if run_dir else tempfile.TemporaryDirectory(prefix="patchswarm-yield-")
     where = Path(run_dir) if run_dir else Path(tmp.name)  # type: ignore[union-attr]
     try:
-        result = run_yield_bench(ids, sampler_for, str(model or endpoint), where, n=n,
+        result = run_yield_bench(chosen.ids, chosen.sampler_for, chosen.model, where, n=n,
                                  seed=seed, settings=settings, log=log)
     finally:
-        for s in engine:
-            s.close()
+        chosen.close()
         if tmp is not None:
             tmp.cleanup()
     if as_json:
