@@ -324,6 +324,16 @@ def unstated_numbers(source: str, function: str, issue: str) -> list[str]:
     return out
 
 
+def only_functions(source: str, keep: list[str]) -> str:
+    """``source`` without its top-level test functions other than ``keep`` (imports, helpers
+    and fixtures stay)."""
+    tree = pyast.parse(source)
+    tree.body = [n for n in tree.body
+                 if not (isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+                         and n.name.startswith("test") and n.name not in keep)]
+    return pyast.unparse(tree).rstrip() + "\n"
+
+
 def split_asserts(tree: ast.Module, functions: list[str]
                   ) -> tuple[str | None, list[str], str | None]:
     """(the test file, its test functions, None) with every test function that has several

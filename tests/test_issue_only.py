@@ -111,6 +111,26 @@ def test_a_test_with_numbers_the_issue_never_states_is_not_a_reproduction():
     assert t.kept == ["tests/t.py::test_from_the_issue"]
 
 
+def test_only_the_kept_reproduction_tests_enter_the_repository(tmp_path):
+    """A test that passed on the unpatched code (here it asserts the bug) stays out of what a
+    commit or pull request adds; helpers and imports stay in."""
+    from patchswarm.agent.repro import ReproTest
+    from patchswarm.tasks.engine.reproduction import ReproOutcome, passed_repro_files
+    from patchswarm.tasks.engine.store import RunStore
+
+    src = ("from gradebook import average\n\n\ndef scores():\n    return [90, 85]\n\n\n"
+           "def test_asserts_the_bug():\n    assert average(scores()) == 87\n\n\n"
+           "def test_fraction():\n    assert average(scores()) == 87.5\n")
+    t = ReproTest(0, "", src, ["test_asserts_the_bug", "test_fraction"])
+    t.kept = ["tests/test_patchswarm_repro_0.py::test_fraction"]
+    RunStore(tmp_path).write_json("repro.json", ReproOutcome([t]).to_dict())
+    verdict = {"extra": {"grading": {"reproductions_passed": ["0"]}}}
+    (text,) = passed_repro_files(str(tmp_path), verdict).values()
+    assert "def test_fraction" in text and "def scores" in text
+    assert "test_asserts_the_bug" not in text and "== 87\n" not in text
+    assert passed_repro_files(str(tmp_path), {"extra": {"grading": {}}}) == {}
+
+
 def test_grade_repro_puts_regressions_first_and_counts_agreeing_tests():
     groups = {"0": ["a"], "1": ["b"], "2": ["c"]}
     ok = grade_repro({"a": "PASSED", "b": "PASSED", "c": "FAILED", "p": "PASSED"}, groups,

@@ -22,6 +22,7 @@ from patchswarm.agent.localise import imported_modules, is_test_file
 from patchswarm.agent.repro import (
     ReproTest,
     judge_baseline,
+    only_functions,
     parse_repro_test,
     repo_modules,
     repro_messages,
@@ -209,14 +210,18 @@ def repro_plan_for(test_command: str, **kw: Any) -> ReproPlan:
 
 def passed_repro_files(run_dir: str, verdict: dict[str, Any] | None) -> dict[str, str]:
     """The kept reproduction tests that ``verdict``'s change passes, path → text: what a
-    commit or pull request adds when the user asks for the tests to be kept."""
+    commit or pull request adds when the user asks for the tests to be kept. Only the kept
+    test functions stay in each file: one that passed on the unpatched code (it may assert the
+    bug) or was discarded for another reason must not enter the project's suite."""
     saved = RunStore(run_dir).read_json("repro.json") if verdict else None
     if not saved:
         return {}
     passed = set(((verdict or {}).get("extra") or {}).get("grading", {})
                  .get("reproductions_passed") or [])
     out = ReproOutcome.from_dict(saved)
-    return {out.path(t): t.source for t in out.kept if str(t.index) in passed and t.source}
+    return {out.path(t): only_functions(t.source, [k.split("::")[-1].split("[")[0]
+                                             for k in t.kept])
+            for t in out.kept if str(t.index) in passed and t.source}
 
 
 def new_files_diff(files: dict[str, str]) -> str:
