@@ -36,7 +36,7 @@ from patchswarm.agent.budget import Ledger
 from patchswarm.agent.candidate import Candidate
 from patchswarm.agent.ranking import Group, rank
 from patchswarm.agent.sampler import Completion, Sampler, SamplingParams
-from patchswarm.tasks.bench.sample_yield import example_samplers
+from patchswarm.tasks.bench.sample_yield import example_samplers, run_folder_options
 from patchswarm.tasks.engine.store import RunStore
 from patchswarm.verifiers.grading import grade_repro
 from patchswarm.verifiers.verdict import Verdict
@@ -315,12 +315,7 @@ def run_issue_only_bench(example_ids: list[str], sampler_for: SamplerFor, model:
               help="Comma-separated example ids, or 'all'.")
 @click.option("--max-tokens", default=2048, show_default=True, type=click.IntRange(1),
               help="At most this many tokens per sample.")
-@click.option("--run-dir", type=click.Path(path_type=Path), default=None,
-              help="Keep the run folders here (default: a temporary folder, removed).")
-@click.option("--record", type=click.Path(path_type=Path), default=None,
-              help="Append every completion to this JSONL file.")
-@click.option("--replay", type=click.Path(path_type=Path, exists=True), default=None,
-              help="Use completions recorded with --record instead of a model.")
+@run_folder_options
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def issue_only(model: str | None, endpoint: str | None, n: int, repro: int, seed: int,
                which: str, max_tokens: int, run_dir: Path | None, record: Path | None,

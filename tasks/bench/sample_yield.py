@@ -239,6 +239,19 @@ def example_samplers(which: str, model: str | None, endpoint: str | None,
 
     return ExampleSamplers(ids, str(name), sampler_for, engine)
 
+
+
+def run_folder_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--run-dir``, ``--record`` and ``--replay`` of a bench over the bundled examples."""
+    for option in reversed([
+        click.option("--run-dir", type=click.Path(path_type=Path), default=None,
+                     help="Keep the run folders here (default: a temporary folder, removed)."),
+        click.option("--record", type=click.Path(path_type=Path), default=None,
+                     help="Append every completion to this JSONL file."),
+        click.option("--replay", type=click.Path(path_type=Path, exists=True), default=None,
+                     help="Use completions recorded with --record instead of a model.")]):
+        command = option(command)
+    return command
 @click.command("yield")
 @click.option("--model", default=None,
               help="Model name or Hugging Face folder (default: the default model).")
@@ -257,12 +270,7 @@ def example_samplers(which: str, model: str | None, endpoint: str | None,
 @click.option("--format", "fmt", default="auto", show_default=True,
               type=click.Choice(["auto", "search_replace", "whole_file", "udiff"]),
               help="Edit format asked of the model.")
-@click.option("--run-dir", type=click.Path(path_type=Path), default=None,
-              help="Keep the run folders here (default: a temporary folder, removed).")
-@click.option("--record", type=click.Path(path_type=Path), default=None,
-              help="Append every completion to this JSONL file.")
-@click.option("--replay", type=click.Path(path_type=Path, exists=True), default=None,
-              help="Use completions recorded with --record instead of a model.")
+@run_folder_options
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def yield_(model: str | None, endpoint: str | None, n: int, seed: int, which: str,
            max_tokens: int, temperature: float, fmt: str, run_dir: Path | None,
